@@ -1,0 +1,345 @@
+/*
+ * moontorch.h — the C core of moontorch: tensors, their ops and (later) autograd, checkpoint
+ * files and the traced-model runtime. Knows nothing of Lua.
+ *
+ * Conventions
+ *  - Dims and indices are 0-based here, as in C; a negative dim counts from the end (-1 is the
+ *    last). The Lua binding maps Lua's 1-based dims and indices onto these.
+ *  - Every function that can fail returns mt_status. On failure it leaves a message in
+ *    mt_last_error() (thread-local) and touches none of its outputs; it never exits, aborts or
+ *    longjmps on bad input.
+ *  - Functions that hand out a tensor through `mt_tensor **out` give the caller one reference;
+ *    drop it with mt_tensor_release(). Views share the storage of their base.
+ */
+#ifndef MOONTORCH_H
+#define MOONTORCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MT_API __attribute__((visibility("default")))
+#else
+#define MT_API
+#endif
+
+#define MT_MAX_DIMS 8
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status and errors                                                                          */
+
+typedef enum mt_status {
+  MT_OK = 0,
+  MT_EARG,    /* bad argument value */
+  MT_ESHAPE,  /* shapes do not fit */
+  MT_EDTYPE,  /* dtype not allowed here */
+  MT_EINDEX,  /* dim or index out of range */
+  MT_ENOMEM,  /* allocation failed or size overflows */
+  MT_EIO,     /* operating-system I/O error */
+  MT_EFORMAT, /* malformed or hostile file */
+  MT_ESTATE   /* operation not valid in the current state */
+} mt_status;
+
+MT_API const char *mt_last_error(void);
+MT_API const char *mt_status_name(mt_status s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Dtypes: one traits table (dtype.c) describes them all                                      */
+
+typedef enum mt_dtype {
+  MT_FLOAT32,
+  MT_FLOAT64,
+  MT_FLOAT16,
+  MT_BFLOAT16,
+  MT_INT64,
+  MT_INT32,
+  MT_INT16,
+  MT_INT8,
+  MT_UINT8,
+  MT_BOOL,
+  MT_NUM_DTYPES
+} mt_dtype;
+
+typedef struct mt_dtype_traits {
+  const char *name;     /* "float32", as Lua spells it */
+  size_t size;          /* bytes per element */
+  bool is_float;
+  bool is_signed;
+  mt_dtype compute;     /* dtype that arithmetic kernels run in (float16 -> float32, int8 -> int64) */
+  double (*to_f64)(const void *p);
+  /* float -> integer: NaN gives 0, values beyond int64 saturate, and the int64 then narrows
+   * (wraps) as a C integer cast does. Nothing here is undefined behaviour. */
+  void (*from_f64)(void *p, double v);
+  int64_t (*to_i64)(const void *p);
+  void (*from_i64)(void *p, int64_t v);
+} mt_dtype_traits;
+
+MT_API const mt_dtype_traits *mt_dtype_info(mt_dtype dt);
+/* Looks up "float32", "float", "double", "long", "int", ...; false when unknown. */
+MT_API bool mt_dtype_from_name(const char *name, mt_dtype *out);
+
+MT_API uint16_t mt_f32_to_f16(float f);  /* round to nearest even */
+MT_API float mt_f16_to_f32(uint16_t h);
+MT_API uint16_t mt_f32_to_bf16(float f); /* round to nearest even */
+MT_API float mt_bf16_to_f32(uint16_t h);
+
+/* Type promotion as PyTorch does it: bool < integers < floats; within a kind the wider wins;
+ * uint8 with a signed integer gives int16 or wider; float16 with bfloat16 gives float32. */
+MT_API mt_dtype mt_promote_types(mt_dtype a, mt_dtype b);
+
+/* A number that is not (yet) a tensor: fill values, clamp bounds, Lua numbers in `t + 1`. */
+typedef enum mt_scalar_kind { MT_SCALAR_BOOL, MT_SCALAR_INT, MT_SCALAR_FLOAT } mt_scalar_kind;
+typedef struct mt_scalar {
+  mt_scalar_kind kind;
+  int64_t i; /* BOOL and INT */
+  double f;  /* FLOAT */
+} mt_scalar;
+
+static inline mt_scalar mt_scalar_int(int64_t i) { mt_scalar s = {MT_SCALAR_INT, i, (double)i}; return s; }
+static inline mt_scalar mt_scalar_float(double f) { mt_scalar s = {MT_SCALAR_FLOAT, 0, f}; return s; }
+static inline mt_scalar mt_scalar_bool(bool b) { mt_scalar s = {MT_SCALAR_BOOL, b ? 1 : 0, b ? 1.0 : 0.0}; return s; }
+static inline double mt_scalar_to_f64(mt_scalar s) { return s.kind == MT_SCALAR_FLOAT ? s.f : (double)s.i; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Storages: refcounted, 64-byte aligned buffers, owned or wrapped                            */
+
+typedef struct mt_storage mt_storage;
+typedef void (*mt_release_fn)(void *ctx, void *data, size_t nbytes);
+
+MT_API mt_status mt_storage_new(mt_storage **out, size_t nbytes);  /* zero-filled */
+/* Wraps memory moontorch does not own (a mapped file). `release` (may be NULL) runs when the
+ * last reference goes. On failure `release` is NOT called: the caller still owns `data`. */
+MT_API mt_status mt_storage_wrap(mt_storage **out, void *data, size_t nbytes, mt_release_fn release,
+                                 void *ctx);
+MT_API void mt_storage_retain(mt_storage *s);
+MT_API void mt_storage_release(mt_storage *s);
+MT_API void *mt_storage_data(const mt_storage *s);
+MT_API size_t mt_storage_nbytes(const mt_storage *s);
+MT_API int mt_storage_refcount(const mt_storage *s);
+/* Bytes ever allocated by mt_storage_new (monotonic): lets a host's GC pace itself. */
+MT_API uint64_t mt_storage_bytes_allocated(void);
+/* Bytes held by live owned storages right now. */
+MT_API uint64_t mt_storage_bytes_live(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors: storage + offset + sizes + strides (all in elements)                              */
+
+typedef struct mt_tensor {
+  mt_storage *storage;
+  int64_t offset;
+  int64_t sizes[MT_MAX_DIMS];
+  int64_t strides[MT_MAX_DIMS];
+  int ndim;
+  mt_dtype dtype;
+  bool wrapped_number; /* a 0-dim tensor made from a host number: weakest in promotion */
+  int refcount;        /* managed by retain/release; read-only for users */
+} mt_tensor;
+
+MT_API void mt_tensor_retain(mt_tensor *t);
+MT_API void mt_tensor_release(mt_tensor *t); /* NULL is fine */
+
+MT_API int64_t mt_numel(const mt_tensor *t);
+MT_API bool mt_is_contiguous(const mt_tensor *t);
+MT_API void *mt_data(const mt_tensor *t); /* address of element 0 (storage data + offset) */
+/* Normalises a possibly negative dim against ndim; MT_EINDEX when out of range. */
+MT_API mt_status mt_wrap_dim(int64_t dim, int ndim, int *out);
+
+/* Creation. `sizes` has `ndim` entries, each >= 0. */
+MT_API mt_status mt_empty(mt_tensor **out, mt_dtype dt, int ndim, const int64_t *sizes);
+MT_API mt_status mt_zeros(mt_tensor **out, mt_dtype dt, int ndim, const int64_t *sizes);
+MT_API mt_status mt_full(mt_tensor **out, mt_dtype dt, int ndim, const int64_t *sizes, mt_scalar v);
+MT_API mt_status mt_scalar_tensor(mt_tensor **out, mt_dtype dt, mt_scalar v); /* 0-dim */
+/* A 0-dim tensor for a host number (int64 / float64 / bool), flagged wrapped_number. */
+MT_API mt_status mt_wrap_number(mt_tensor **out, mt_scalar v);
+/* A tensor over an existing storage; checks that every element lies inside the storage. */
+MT_API mt_status mt_from_storage(mt_tensor **out, mt_storage *s, mt_dtype dt, int64_t offset, int ndim,
+                                 const int64_t *sizes, const int64_t *strides);
+/* Half-open [start, end) by step, as torch.arange; length is ceil((end - start) / step). */
+MT_API mt_status mt_arange(mt_tensor **out, mt_dtype dt, double start, double end, double step);
+MT_API mt_status mt_linspace(mt_tensor **out, mt_dtype dt, double start, double end, int64_t steps);
+MT_API mt_status mt_eye(mt_tensor **out, mt_dtype dt, int64_t n, int64_t m);
+
+/* Element access by flat index into the logical (row-major) order of t. */
+MT_API mt_status mt_get_flat(const mt_tensor *t, int64_t i, mt_scalar *out);
+MT_API mt_status mt_set_flat(mt_tensor *t, int64_t i, mt_scalar v);
+MT_API mt_status mt_item(const mt_tensor *t, mt_scalar *out); /* exactly one element */
+
+/* Views: share storage with `t`. */
+MT_API mt_status mt_view(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes); /* one -1 allowed */
+MT_API mt_status mt_reshape(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes); /* view if possible, else copy */
+MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_dim, int64_t end_dim);
+MT_API mt_status mt_transpose(mt_tensor **out, const mt_tensor *t, int64_t d0, int64_t d1);
+MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *dims);
+MT_API mt_status mt_squeeze(mt_tensor **out, const mt_tensor *t, int64_t dim); /* no-op if size != 1 */
+MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t);
+MT_API mt_status mt_unsqueeze(mt_tensor **out, const mt_tensor *t, int64_t dim); /* dim in [-ndim-1, ndim] */
+MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t start, int64_t length);
+MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t index); /* negative index from end */
+MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes); /* -1 keeps */
+MT_API mt_status mt_alias(mt_tensor **out, const mt_tensor *t); /* a new tensor header, same view */
+
+/* Copies and conversion. */
+MT_API mt_status mt_contiguous(mt_tensor **out, const mt_tensor *t); /* t itself (retained) if already so */
+MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t);      /* always a fresh contiguous copy */
+MT_API mt_status mt_to_dtype(mt_tensor **out, const mt_tensor *t, mt_dtype dt); /* t itself if same dtype */
+MT_API mt_status mt_copy_(mt_tensor *dst, const mt_tensor *src); /* broadcasts src, converts dtype */
+MT_API mt_status mt_fill_(mt_tensor *t, mt_scalar v);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Elementwise math with NumPy/PyTorch broadcasting and type promotion                        */
+
+typedef enum mt_binop {
+  MT_ADD,
+  MT_SUB,
+  MT_MUL,
+  MT_DIV,      /* true division: integers give float32 */
+  MT_POW,
+  MT_MAXIMUM,
+  MT_MINIMUM,
+  MT_FMOD,     /* C fmod: sign of the dividend */
+  MT_REMAINDER,/* Python %: sign of the divisor */
+  MT_EQ,       /* comparisons give bool */
+  MT_NE,
+  MT_LT,
+  MT_LE,
+  MT_GT,
+  MT_GE,
+  MT_LOGICAL_AND,
+  MT_LOGICAL_OR,
+  MT_LOGICAL_XOR,
+  MT_NUM_BINOPS
+} mt_binop;
+
+typedef enum mt_unop {
+  MT_NEG,
+  MT_ABS,
+  MT_SIGN,
+  MT_RELU,
+  MT_FLOOR,
+  MT_CEIL,
+  MT_ROUND, /* half to even, as torch.round */
+  MT_TRUNC,
+  MT_SQUARE,
+  /* below: integer inputs give float32 */
+  MT_EXP,
+  MT_LOG,
+  MT_LOG2,
+  MT_LOG1P,
+  MT_EXPM1,
+  MT_SQRT,
+  MT_RSQRT,
+  MT_RECIPROCAL,
+  MT_SIN,
+  MT_COS,
+  MT_TAN,
+  MT_TANH,
+  MT_SIGMOID,
+  MT_ERF,
+  MT_LOGICAL_NOT, /* gives bool */
+  MT_NUM_UNOPS
+} mt_unop;
+
+MT_API const char *mt_binop_name(mt_binop op);
+MT_API const char *mt_unop_name(mt_unop op);
+/* The dtype mt_binary would give (PyTorch's result_type, then the op's own rule). */
+MT_API mt_dtype mt_binary_result_dtype(mt_binop op, const mt_tensor *a, const mt_tensor *b);
+MT_API mt_status mt_broadcast_shapes(int na, const int64_t *a, int nb, const int64_t *b, int *nout,
+                                     int64_t *out);
+
+MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b);
+/* In place into a: b broadcasts to a's shape, and the result dtype must cast to a's dtype. */
+MT_API mt_status mt_binary_(mt_binop op, mt_tensor *a, const mt_tensor *b);
+MT_API mt_status mt_unary(mt_tensor **out, mt_unop op, const mt_tensor *a);
+MT_API mt_status mt_unary_(mt_unop op, mt_tensor *a);
+/* min or max may be NULL (no bound). */
+MT_API mt_status mt_clamp(mt_tensor **out, const mt_tensor *a, const mt_scalar *min, const mt_scalar *max);
+MT_API mt_status mt_clamp_(mt_tensor *a, const mt_scalar *min, const mt_scalar *max);
+/* cond is bool; a and b broadcast with cond; result dtype promote(a, b). */
+MT_API mt_status mt_where(mt_tensor **out, const mt_tensor *cond, const mt_tensor *a, const mt_tensor *b);
+MT_API mt_status mt_masked_fill(mt_tensor **out, const mt_tensor *t, const mt_tensor *mask, mt_scalar v);
+MT_API mt_status mt_masked_fill_(mt_tensor *t, const mt_tensor *mask, mt_scalar v);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reductions. `dims` lists `ndims` dims to reduce; ndims == 0 reduces over all of them.       */
+
+MT_API mt_status mt_sum(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+MT_API mt_status mt_prod(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+MT_API mt_status mt_mean(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+/* correction: 1 for the unbiased (Bessel) estimate, 0 for the population one. */
+MT_API mt_status mt_var(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
+                        bool keepdim);
+MT_API mt_status mt_std(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
+                        bool keepdim);
+MT_API mt_status mt_amax(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+MT_API mt_status mt_amin(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+MT_API mt_status mt_all(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+MT_API mt_status mt_any(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim);
+/* Values and 0-based int64 indices along one dim (first occurrence on ties; NaN wins). */
+MT_API mt_status mt_max_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim);
+MT_API mt_status mt_min_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim);
+/* 0-based int64 indices; all_dims = true gives the flat index over the whole tensor (0-dim). */
+MT_API mt_status mt_argmax(mt_tensor **out, const mt_tensor *t, bool all_dims, int64_t dim, bool keepdim);
+MT_API mt_status mt_argmin(mt_tensor **out, const mt_tensor *t, bool all_dims, int64_t dim, bool keepdim);
+MT_API mt_status mt_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim);
+MT_API mt_status mt_log_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim);
+MT_API mt_status mt_cumsum(mt_tensor **out, const mt_tensor *t, int64_t dim);
+/* Stable sort along dim; indices 0-based int64. */
+MT_API mt_status mt_sort(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool descending);
+MT_API mt_status mt_topk(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t k, int64_t dim,
+                         bool largest);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Indexing and joining. Index tensors are int64 or int32 holding 0-based indices; negative    */
+/* indices are errors here (the binding has already shifted Lua's 1-based ones).              */
+
+MT_API mt_status mt_index_select(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index);
+MT_API mt_status mt_gather(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index);
+/* out = t with out[index[i][j]][j] = src[i][j] (dim 0 case), as torch.scatter. */
+MT_API mt_status mt_scatter(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index,
+                            const mt_tensor *src);
+MT_API mt_status mt_scatter_add(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index,
+                                const mt_tensor *src);
+MT_API mt_status mt_index_add_(mt_tensor *t, int64_t dim, const mt_tensor *index, const mt_tensor *src);
+/* Dtype of the result is the promotion of all inputs. */
+MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int64_t dim);
+MT_API mt_status mt_stack(mt_tensor **out, int n, const mt_tensor *const *ts, int64_t dim);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Linear algebra on OpenBLAS                                                                 */
+
+/* torch.matmul: 1-D x 1-D dot, 2-D mm, batched with broadcast batch dims. float32/float64
+ * (and integer dtypes through a plain loop). Transposed operands go to BLAS without copies. */
+MT_API mt_status mt_matmul(mt_tensor **out, const mt_tensor *a, const mt_tensor *b);
+MT_API mt_status mt_mm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b);  /* 2-D only */
+MT_API mt_status mt_bmm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b); /* 3-D only, same batch */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Random numbers (random.c documents the algorithm). g == NULL means the default generator.  */
+
+typedef struct mt_generator mt_generator;
+
+MT_API mt_generator *mt_default_generator(void);
+MT_API mt_status mt_generator_new(mt_generator **out, uint64_t seed);
+MT_API void mt_generator_free(mt_generator *g);
+MT_API void mt_manual_seed(mt_generator *g, uint64_t seed);
+MT_API uint64_t mt_initial_seed(const mt_generator *g);
+MT_API size_t mt_generator_state_size(void);
+MT_API void mt_generator_get_state(const mt_generator *g, uint8_t *buf); /* state_size bytes */
+MT_API mt_status mt_generator_set_state(mt_generator *g, const uint8_t *buf, size_t n);
+
+/* Fill t in place (any layout; floats for uniform/normal; values drawn in logical order). */
+MT_API mt_status mt_uniform_(mt_tensor *t, double lo, double hi, mt_generator *g);
+MT_API mt_status mt_normal_(mt_tensor *t, double mean, double std, mt_generator *g);
+MT_API mt_status mt_randint_(mt_tensor *t, int64_t low, int64_t high, mt_generator *g); /* [low, high) */
+MT_API mt_status mt_bernoulli_(mt_tensor *t, double p, mt_generator *g);               /* 1 with prob. p */
+MT_API mt_status mt_randperm(mt_tensor **out, int64_t n, mt_dtype dt, mt_generator *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOONTORCH_H */
