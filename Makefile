@@ -1,0 +1,45 @@
+# moontorch entry points. `make demo` and `make test` install missing Debian packages first
+# (apt-get when root; otherwise they print the command to run and stop).
+
+BUILD_DIR ?= build
+JOBS      ?= 2
+LUA       ?= lua5.4
+LUAROCKS  ?= luarocks --lua-version=5.4
+
+MAKEFLAGS += --no-print-directory
+
+ROOT := $(CURDIR)
+LUA_ENV := LUA_PATH="$(ROOT)/lua/?.lua;$(ROOT)/lua/?/init.lua;;" \
+           LUA_PATH_5_4="$(ROOT)/lua/?.lua;$(ROOT)/lua/?/init.lua;;" \
+           LUA_CPATH="$(abspath $(BUILD_DIR))/?.so;;" \
+           LUA_CPATH_5_4="$(abspath $(BUILD_DIR))/?.so;;"
+
+.PHONY: all deps build test demo rock clean
+
+all: build
+
+deps:
+	tools/install-deps.sh
+
+build:
+	cmake -S . -B $(BUILD_DIR)
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# A failed build still ends with the "N passed, N failed" line (run-tests.sh --build-failed).
+test:
+	tools/install-deps.sh
+	@if $(MAKE) build; then BUILD_DIR=$(BUILD_DIR) tools/run-tests.sh; \
+	 else tools/run-tests.sh --build-failed; fi
+
+demo:
+	tools/install-deps.sh
+	$(MAKE) build
+	$(LUA_ENV) $(LUA) examples/demo.lua
+
+# As root this installs into the system tree (/usr/local): `lua5.4 -l moontorch` then works in
+# any directory. LuaRocks' cmake backend builds serially unless told otherwise.
+rock:
+	CMAKE_BUILD_PARALLEL_LEVEL=$(JOBS) $(LUAROCKS) make moontorch-scm-1.rockspec
+
+clean:
+	rm -rf $(BUILD_DIR) build.luarocks
