@@ -8,7 +8,11 @@
 
 static _Thread_local char last_error[512];
 
+int mt_index_base = 0;
+
 MT_API const char *mt_last_error(void) { return last_error; }
+
+MT_API void mt_set_index_base(int base) { mt_index_base = base; }
 
 mt_status mt_fail(mt_status code, const char *fmt, ...) {
   va_list ap;

@@ -47,6 +47,9 @@ typedef enum mt_status {
 
 MT_API const char *mt_last_error(void);
 MT_API const char *mt_status_name(mt_status s);
+/* Dims and indices named in error messages are shown counted from `base`: 0 (the default) for
+ * C callers, 1 for hosts with 1-based conventions (the Lua binding sets it). Process-wide. */
+MT_API void mt_set_index_base(int base);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Dtypes: one traits table (dtype.c) describes them all                                      */

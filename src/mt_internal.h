@@ -24,6 +24,10 @@
 
 /* Records a message for mt_last_error() and returns `code`, so `return mt_fail(...)` reads well. */
 mt_status mt_fail(mt_status code, const char *fmt, ...) MT_PRINTF(2, 3);
+/* A dim or index as the host counts it, for messages: non-negative ones shift by the base
+ * (mt_set_index_base), negative ones count from the end in every convention. */
+extern int mt_index_base;
+#define MT_SHOW(i) ((long long)((i) >= 0 ? (int64_t)(i) + mt_index_base : (int64_t)(i)))
 /* Writes "[2, 3]" into buf (always NUL-terminated); returns buf. */
 char *mt_shape_str(char *buf, size_t n, int ndim, const int64_t *sizes);
 #define MT_SHAPE_STRLEN (MT_MAX_DIMS * 22 + 4)

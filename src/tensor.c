@@ -40,8 +40,7 @@ MT_API void *mt_data(const mt_tensor *t) {
 MT_API mt_status mt_wrap_dim(int64_t dim, int ndim, int *out) {
   int64_t n = ndim > 0 ? ndim : 1; /* a 0-dim tensor accepts dim 0 and -1, as PyTorch */
   if (dim < -n || dim >= n)
-    return mt_fail(MT_EINDEX, "dim %lld is out of range for a %d-D tensor (expected %lld to %lld)",
-                   (long long)dim, ndim, (long long)-n, (long long)n - 1);
+    return mt_fail(MT_EINDEX, "dim %lld is out of range for a %d-D tensor", MT_SHOW(dim), ndim);
   *out = (int)(dim < 0 ? dim + n : dim);
   return MT_OK;
 }
@@ -62,7 +61,7 @@ mt_status mt_checked_numel(int ndim, const int64_t *sizes, int64_t *numel) {
     return mt_fail(MT_EARG, "%d dims is too many (at most %d)", ndim, MT_MAX_DIMS);
   int64_t n = 1;
   for (int d = 0; d < ndim; d++) {
-    if (sizes[d] < 0) return mt_fail(MT_EARG, "size %lld of dim %d is negative", (long long)sizes[d], d);
+    if (sizes[d] < 0) return mt_fail(MT_EARG, "size %lld of dim %lld is negative", (long long)sizes[d], MT_SHOW(d));
     if (mt_mul_overflow(n, sizes[d], &n)) return mt_fail(MT_ENOMEM, "tensor size overflows");
   }
   *numel = n;
@@ -142,7 +141,7 @@ MT_API mt_status mt_from_storage(mt_tensor **out, mt_storage *s, mt_dtype dt, in
   int64_t last = offset, esize = (int64_t)mt_dtype_size(dt), nbytes;
   for (int d = 0; d < ndim && numel > 0; d++) {
     int64_t span;
-    if (strides[d] < 0) return mt_fail(MT_EARG, "stride %lld of dim %d is negative", (long long)strides[d], d);
+    if (strides[d] < 0) return mt_fail(MT_EARG, "stride %lld of dim %lld is negative", (long long)strides[d], MT_SHOW(d));
     if (mt_mul_overflow(sizes[d] - 1, strides[d], &span) || mt_add_overflow(last, span, &last))
       return mt_fail(MT_EINDEX, "view extent overflows");
   }
@@ -192,14 +191,14 @@ void mt_write_scalar(mt_dtype dt, void *p, mt_scalar v) {
 
 MT_API mt_status mt_get_flat(const mt_tensor *t, int64_t i, mt_scalar *out) {
   int64_t n = mt_numel(t);
-  if (i < 0 || i >= n) return mt_fail(MT_EINDEX, "element %lld is out of range for %lld elements", (long long)i, (long long)n);
+  if (i < 0 || i >= n) return mt_fail(MT_EINDEX, "element %lld is out of range for %lld elements", MT_SHOW(i), (long long)n);
   *out = read_scalar(t->dtype, mt_elem_ptr(t, i));
   return MT_OK;
 }
 
 MT_API mt_status mt_set_flat(mt_tensor *t, int64_t i, mt_scalar v) {
   int64_t n = mt_numel(t);
-  if (i < 0 || i >= n) return mt_fail(MT_EINDEX, "element %lld is out of range for %lld elements", (long long)i, (long long)n);
+  if (i < 0 || i >= n) return mt_fail(MT_EINDEX, "element %lld is out of range for %lld elements", MT_SHOW(i), (long long)n);
   mt_write_scalar(t->dtype, mt_elem_ptr(t, i), v);
   return MT_OK;
 }
@@ -238,6 +237,7 @@ MT_API mt_status mt_arange(mt_tensor **out, mt_dtype dt, double start, double en
 
 MT_API mt_status mt_linspace(mt_tensor **out, mt_dtype dt, double start, double end, int64_t steps) {
   if (steps < 0) return mt_fail(MT_EARG, "number of steps must be non-negative, got %lld", (long long)steps);
+  if (steps == 1) end = start; /* a single step is the start, as PyTorch */
   mt_tensor *t;
   mt_status st = mt_empty(&t, dt, 1, &steps);
   if (st) return st;

@@ -21,7 +21,7 @@ static mt_status infer_sizes(const mt_tensor *t, int ndim, const int64_t *sizes,
       if (infer >= 0) return mt_fail(MT_EARG, "only one dimension can be inferred (-1)");
       infer = d;
     } else if (sizes[d] < 0) {
-      return mt_fail(MT_EARG, "invalid size %lld for dim %d", (long long)sizes[d], d);
+      return mt_fail(MT_EARG, "invalid size %lld for dim %lld", (long long)sizes[d], MT_SHOW(d));
     } else if (mt_mul_overflow(prod, sizes[d], &prod)) {
       return mt_fail(MT_EARG, "size overflows");
     }
@@ -99,7 +99,7 @@ MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_d
     int64_t one = 1;
     return mt_reshape(out, t, 1, &one);
   }
-  if (s > e) return mt_fail(MT_EARG, "start dim %d comes after end dim %d", s, e);
+  if (s > e) return mt_fail(MT_EARG, "start dim %lld comes after end dim %lld", MT_SHOW(s), MT_SHOW(e));
   int64_t sz[MT_MAX_DIMS];
   int n = 0;
   for (int d = 0; d < s; d++) sz[n++] = t->sizes[d];
@@ -133,7 +133,7 @@ MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const
     int d;
     mt_status st = mt_wrap_dim(dims[i], ndim, &d);
     if (st) return st;
-    if (seen[d]) return mt_fail(MT_EARG, "dim %d appears more than once in the permutation", d);
+    if (seen[d]) return mt_fail(MT_EARG, "dim %lld appears more than once in the permutation", MT_SHOW(d));
     seen[d] = true;
     sz[i] = t->sizes[d];
     sd[i] = t->strides[d];
@@ -185,11 +185,12 @@ MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   if (t->ndim == 0) return mt_fail(MT_EARG, "cannot narrow a 0-dim tensor");
   int64_t size = t->sizes[d];
   if (start < -size || start > size)
-    return mt_fail(MT_EINDEX, "start %lld is out of range for dim %d of size %lld", (long long)start, d, (long long)size);
+    return mt_fail(MT_EINDEX, "start %lld is out of range for dim %lld of size %lld", MT_SHOW(start), MT_SHOW(d),
+                   (long long)size);
   if (start < 0) start += size;
   if (length < 0 || length > size - start)
-    return mt_fail(MT_EINDEX, "start %lld + length %lld exceeds dim %d of size %lld", (long long)start,
-                   (long long)length, d, (long long)size);
+    return mt_fail(MT_EINDEX, "start %lld + length %lld exceeds dim %lld of size %lld", MT_SHOW(start),
+                   (long long)length, MT_SHOW(d), (long long)size);
   int64_t sz[MT_MAX_DIMS];
   memcpy(sz, t->sizes, sizeof sz);
   sz[d] = length;
@@ -203,7 +204,8 @@ MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   if (t->ndim == 0) return mt_fail(MT_EARG, "cannot select from a 0-dim tensor");
   int64_t size = t->sizes[d];
   if (index < -size || index >= size)
-    return mt_fail(MT_EINDEX, "index %lld is out of range for dim %d of size %lld", (long long)index, d, (long long)size);
+    return mt_fail(MT_EINDEX, "index %lld is out of range for dim %lld of size %lld", MT_SHOW(index), MT_SHOW(d),
+                   (long long)size);
   if (index < 0) index += size;
   int64_t sz[MT_MAX_DIMS], sd[MT_MAX_DIMS];
   int n = 0;
@@ -223,15 +225,15 @@ MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const 
   for (int i = ndim - 1, j = t->ndim - 1; i >= 0; i--, j--) {
     int64_t want = sizes[i];
     if (j < 0) { /* a new leading dim */
-      if (want < 0) return mt_fail(MT_EARG, "size -1 is not allowed for the new leading dim %d", i);
+      if (want < 0) return mt_fail(MT_EARG, "size -1 is not allowed for the new leading dim %lld", MT_SHOW(i));
       sz[i] = want, sd[i] = 0;
     } else if (want == -1 || want == t->sizes[j]) {
       sz[i] = t->sizes[j], sd[i] = t->strides[j];
     } else if (t->sizes[j] == 1 && want >= 0) {
       sz[i] = want, sd[i] = 0;
     } else {
-      return mt_fail(MT_ESHAPE, "the expanded size %lld must match the existing size %lld at dim %d (%s to %s)",
-                     (long long)want, (long long)t->sizes[j], i, mt_shape_str(a, sizeof a, t->ndim, t->sizes),
+      return mt_fail(MT_ESHAPE, "the expanded size %lld must match the existing size %lld at dim %lld (%s to %s)",
+                     (long long)want, (long long)t->sizes[j], MT_SHOW(i), mt_shape_str(a, sizeof a, t->ndim, t->sizes),
                      mt_shape_str(b, sizeof b, ndim, sizes));
     }
   }
