@@ -4,6 +4,8 @@
  */
 #include "mt_internal.h"
 
+#include <math.h>
+
 /* ---- float16 / bfloat16 ------------------------------------------------------------------ */
 
 MT_API uint16_t mt_f32_to_f16(float f) {
@@ -147,4 +149,37 @@ MT_API mt_dtype mt_promote_types(mt_dtype a, mt_dtype b) {
     return other == MT_INT8 ? MT_INT16 : other;
   }
   return traits[a].size >= traits[b].size ? a : b;
+}
+
+/* PyTorch's canCast: no float into an integer tensor, nothing but bool into a bool tensor. */
+bool mt_can_cast(mt_dtype from, mt_dtype to) {
+  if (mt_dtype_is_float(from) && !mt_dtype_is_float(to)) return false;
+  return from == MT_BOOL || to != MT_BOOL;
+}
+
+/* PyTorch's checked conversion of a host number to a dtype: out of range is an error (an
+ * integer may wrap into an unsigned dtype from as low as -max); bool takes anything. */
+mt_status mt_check_scalar_fits(mt_scalar v, mt_dtype dt) {
+  if (dt == MT_BOOL) return MT_OK;
+  double lo, hi;
+  switch (dt) {
+  case MT_FLOAT32: lo = -3.4028234663852886e38, hi = 3.4028234663852886e38; break;
+  case MT_FLOAT64: return MT_OK;
+  case MT_FLOAT16: lo = -65504.0, hi = 65504.0; break;
+  case MT_BFLOAT16: lo = -3.3895313892515355e38, hi = 3.3895313892515355e38; break;
+  case MT_INT32: lo = INT32_MIN, hi = INT32_MAX; break;
+  case MT_INT16: lo = INT16_MIN, hi = INT16_MAX; break;
+  case MT_INT8: lo = INT8_MIN, hi = INT8_MAX; break;
+  case MT_UINT8: lo = v.kind == MT_SCALAR_FLOAT ? 0 : -255.0, hi = 255.0; break;
+  default: lo = -9223372036854775808.0, hi = 9223372036854775807.0; break; /* int64 */
+  }
+  bool ok;
+  if (v.kind != MT_SCALAR_FLOAT) ok = dt == MT_INT64 || ((double)v.i >= lo && (double)v.i <= hi);
+  else if (mt_dtype_is_float(dt)) ok = isinf(v.f) || isnan(v.f) || (v.f >= lo && v.f <= hi);
+  else ok = v.f >= lo && (dt == MT_INT64 ? v.f < hi : v.f <= hi); /* NaN fails both */
+  if (ok) return MT_OK;
+  if (v.kind == MT_SCALAR_FLOAT)
+    return mt_fail(MT_EARG, "value %.17g cannot be converted to type %s without overflow", v.f, mt_dtype_name(dt));
+  return mt_fail(MT_EARG, "value %lld cannot be converted to type %s without overflow", (long long)v.i,
+                 mt_dtype_name(dt));
 }

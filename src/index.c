@@ -213,12 +213,6 @@ static mt_status load_index(const mt_tensor *index, int64_t limit, int dim, bool
   return MT_OK;
 }
 
-/* A tensor whose elements alias each other (an expanded view) cannot be written in place. */
-static bool has_internal_overlap(const mt_tensor *t) {
-  for (int d = 0; d < t->ndim; d++)
-    if (t->sizes[d] > 1 && t->strides[d] == 0) return true;
-  return false;
-}
 
 /* ---- index_select ------------------------------------------------------------------------ */
 
@@ -397,8 +391,8 @@ MT_API mt_status mt_index_add_(mt_tensor *t, int64_t dim, const mt_tensor *index
       return mt_fail(MT_ESHAPE, "source shape %s does not fit tensor shape %s with %lld indices along dim %lld",
                      shape_of(a, src), shape_of(b, t), (long long)n, MT_SHOW(d));
   }
-  if (has_internal_overlap(t))
-    return mt_fail(MT_EARG, "the tensor has elements sharing memory (an expanded view); clone it first");
+  mt_status chk = mt_check_writable(t);
+  if (chk) return chk;
   if (n == 0 || mt_numel(src) == 0) return MT_OK;
 
   mt_tensor *held = NULL, *s = NULL, *tmp = NULL;

@@ -63,6 +63,11 @@ static inline size_t mt_dtype_size(mt_dtype dt) { return mt_dtype_info(dt)->size
 static inline bool mt_dtype_is_float(mt_dtype dt) { return mt_dtype_info(dt)->is_float; }
 static inline const char *mt_dtype_name(mt_dtype dt) { return mt_dtype_info(dt)->name; }
 
+/* PyTorch's canCast: no float into an integer tensor, nothing but bool into a bool tensor. */
+bool mt_can_cast(mt_dtype from, mt_dtype to);
+/* PyTorch's checked conversion of a host number to dt: MT_EARG when it would overflow. */
+mt_status mt_check_scalar_fits(mt_scalar v, mt_dtype dt);
+
 /* Float -> integer without undefined behaviour: NaN -> 0, out of range saturates. */
 static inline int64_t mt_f64_to_i64_sat(double v) {
   if (v != v) return 0;
@@ -88,6 +93,8 @@ int64_t mt_contiguous_strides(int ndim, const int64_t *sizes, int64_t *strides);
 mt_status mt_checked_numel(int ndim, const int64_t *sizes, int64_t *numel);
 /* An empty tensor shaped like t, with dtype dt. */
 mt_status mt_empty_like(mt_tensor **out, const mt_tensor *t, mt_dtype dt);
+/* MT_EARG when t has a stride-0 dim (an expanded view): writes would collide. */
+mt_status mt_check_writable(const mt_tensor *t);
 /* Stores v into one element of dtype dt, converting as a tensor conversion would. */
 void mt_write_scalar(mt_dtype dt, void *p, mt_scalar v);
 /* Address of the element at flat logical index i (row-major over t's sizes). */

@@ -506,16 +506,13 @@ static mt_status target_begin(fill_target *ft, mt_tensor *t) {
   ft->scratch = NULL;
   ft->n = mt_numel(t);
   ft->contiguous = mt_is_contiguous(t);
-  for (int d = 0; d < t->ndim; d++)
-    if (t->sizes[d] > 1 && t->strides[d] == 0)
-      return mt_fail(MT_EARG, "cannot fill in place: several elements share one memory location "
-                              "(an expanded tensor); clone it first");
+  mt_status st = mt_check_writable(t);
+  if (st) return st;
   if (ft->contiguous || ft->n == 0) {
     ft->data = mt_data(t);
     return MT_OK;
   }
-  mt_status st = mt_empty_like(&ft->scratch, t, t->dtype);
-  if (st) return st;
+  if ((st = mt_empty_like(&ft->scratch, t, t->dtype))) return st;
   ft->data = mt_data(ft->scratch);
   return MT_OK;
 }

@@ -265,3 +265,12 @@ MT_API mt_status mt_eye(mt_tensor **out, mt_dtype dt, int64_t n, int64_t m) {
   *out = t;
   return MT_OK;
 }
+
+/* Writing through a stride-0 dim would store several results into one element. */
+mt_status mt_check_writable(const mt_tensor *t) {
+  for (int d = 0; d < t->ndim; d++)
+    if (t->sizes[d] > 1 && t->strides[d] == 0)
+      return mt_fail(MT_EARG, "more than one element of the written-to tensor refers to a single memory location "
+                              "(an expanded view); clone it first");
+  return MT_OK;
+}

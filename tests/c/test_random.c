@@ -373,7 +373,7 @@ static void test_layouts(void) {
   /* An expanded tensor has several elements in one place: refused. */
   mt_tensor *one = vec(MT_FLOAT32, 1), *wide;
   OK(mt_expand(&wide, one, 1, (const int64_t[]){4}));
-  FAILS(mt_uniform_(wide, 0, 1, g), MT_EARG, "share one memory location");
+  FAILS(mt_uniform_(wide, 0, 1, g), MT_EARG, "single memory location");
   mt_tensor_release(wide);
   mt_tensor_release(one);
   mt_generator_free(g);
