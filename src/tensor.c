@@ -47,9 +47,9 @@ MT_API mt_status mt_wrap_dim(int64_t dim, int ndim, int *out) {
 
 int64_t mt_contiguous_strides(int ndim, const int64_t *sizes, int64_t *strides) {
   int64_t n = 1;
-  for (int d = ndim - 1; d >= 0; d--) {
+  for (int d = ndim - 1; d >= 0; d--) { /* saturates: with a 0 size no stride is ever used */
     strides[d] = n;
-    n *= sizes[d] > 1 ? sizes[d] : 1;
+    if (mt_mul_overflow(n, sizes[d] > 1 ? sizes[d] : 1, &n)) n = INT64_MAX;
   }
   for (int d = 0; d < ndim; d++)
     if (sizes[d] == 0) return 0;
