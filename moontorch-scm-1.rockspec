@@ -29,6 +29,7 @@ external_dependencies = {
    OPENBLAS = { library = "openblas" },
    LIBZIP = { header = "zip.h" },
    ZLIB = { header = "zlib.h" },
+   CJSON = { header = "cjson/cJSON.h" },
 }
 
 build = {

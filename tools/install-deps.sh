@@ -15,6 +15,7 @@ PACKAGES=(
   libopenblas-dev
   libzip-dev
   zlib1g-dev
+  libcjson-dev    # safetensors headers
   luarocks
   lua-busted
   python3-torch   # brings python3-numpy; only for the tests that compare with PyTorch
