@@ -1,0 +1,198 @@
+/*
+ * softmax.c — softmax, log_softmax and cumsum along one dim.
+ *
+ * The input is made contiguous (no copy when it already is) and seen as [outer, n, inner].
+ * When inner == 1 each row is contiguous; otherwise a chunk of CH columns is processed row
+ * after row, so the innermost loop still runs over contiguous memory. float16 and bfloat16
+ * run as float32 and are converted back; softmax accumulates float32 in float64, and so does
+ * cumsum, as PyTorch's CPU kernels do.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+/* -O2's "very cheap" vectorizer cost model leaves loops with a runtime trip count scalar. */
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+#include "mt_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define CH 256
+
+typedef struct line {
+  int64_t outer, n, inner;
+} line;
+
+static bool is_half(mt_dtype dt) { return dt == MT_FLOAT16 || dt == MT_BFLOAT16; }
+
+/* x = t in dtype cdt, contiguous, seen as [outer, n, inner] around `dim`. */
+static mt_status prepare(const mt_tensor *t, int64_t dim, mt_dtype cdt, mt_tensor **x, line *L) {
+  int d;
+  mt_status st = mt_wrap_dim(dim, t->ndim, &d);
+  if (st) return st;
+  mt_tensor *c;
+  if ((st = mt_to_dtype(&c, t, cdt))) return st;
+  st = mt_contiguous(x, c);
+  mt_tensor_release(c);
+  if (st) return st;
+  *L = (line){1, 1, 1};
+  for (int i = 0; i < t->ndim; i++) {
+    if (i < d) L->outer *= t->sizes[i];
+    else if (i == d) L->n = t->sizes[i];
+    else L->inner *= t->sizes[i];
+  }
+  return MT_OK;
+}
+
+/* Wraps up: converts a float32 result back to the input's half dtype when needed. */
+static mt_status finish(mt_tensor **out, mt_tensor *res, mt_dtype dt, mt_status st) {
+  if (!st && res->dtype != dt) {
+    mt_tensor *c;
+    st = mt_to_dtype(&c, res, dt);
+    mt_tensor_release(res);
+    res = st ? NULL : c;
+  }
+  if (st) {
+    mt_tensor_release(res);
+    return st;
+  }
+  *out = res;
+  return MT_OK;
+}
+
+/* ---- softmax / log_softmax --------------------------------------------------------------- */
+
+/* Subtracting the row max keeps exp() in range. A NaN anywhere in a row makes the sum NaN and
+ * so the whole row NaN; an all -inf row gives NaN as in PyTorch (-inf - -inf). */
+#define DEFINE_SOFTMAX(S, T, EXP, LOG)                                                            \
+  static void softmax_##S(const T *restrict x, T *restrict y, line L, bool lg) {                  \
+    for (int64_t o = 0; o < L.outer; o++) {                                                       \
+      const T *xb = x + o * L.n * L.inner;                                                        \
+      T *yb = y + o * L.n * L.inner;                                                              \
+      if (L.inner == 1) {                                                                         \
+        T m = -INFINITY;                                                                          \
+        for (int64_t i = 0; i < L.n; i++) m = xb[i] > m ? xb[i] : m;                              \
+        double s = 0;                                                                             \
+        for (int64_t i = 0; i < L.n; i++) {                                                       \
+          T e = EXP(xb[i] - m);                                                                   \
+          if (!lg) yb[i] = e;                                                                     \
+          s += e;                                                                                 \
+        }                                                                                         \
+        if (lg) {                                                                                 \
+          const T ls = (T)LOG(s);                                                                 \
+          for (int64_t i = 0; i < L.n; i++) yb[i] = (xb[i] - m) - ls;                             \
+        } else {                                                                                  \
+          const T ts = (T)s;                                                                      \
+          for (int64_t i = 0; i < L.n; i++) yb[i] /= ts;                                          \
+        }                                                                                         \
+        continue;                                                                                 \
+      }                                                                                           \
+      for (int64_t j0 = 0; j0 < L.inner; j0 += CH) {                                              \
+        const int64_t nj = L.inner - j0 < CH ? L.inner - j0 : CH;                                 \
+        T m[CH];                                                                                  \
+        double s[CH];                                                                             \
+        for (int64_t j = 0; j < nj; j++) m[j] = -INFINITY, s[j] = 0;                              \
+        for (int64_t i = 0; i < L.n; i++) {                                                       \
+          const T *r = xb + i * L.inner + j0;                                                     \
+          for (int64_t j = 0; j < nj; j++) m[j] = r[j] > m[j] ? r[j] : m[j];                      \
+        }                                                                                         \
+        for (int64_t i = 0; i < L.n; i++) {                                                       \
+          const T *r = xb + i * L.inner + j0;                                                     \
+          T *w = yb + i * L.inner + j0;                                                           \
+          for (int64_t j = 0; j < nj; j++) {                                                      \
+            T e = EXP(r[j] - m[j]);                                                               \
+            if (!lg) w[j] = e;                                                                    \
+            s[j] += e;                                                                            \
+          }                                                                                       \
+        }                                                                                         \
+        T f[CH];                                                                                  \
+        for (int64_t j = 0; j < nj; j++) f[j] = lg ? (T)LOG(s[j]) : (T)s[j];                      \
+        for (int64_t i = 0; i < L.n; i++) {                                                       \
+          const T *r = xb + i * L.inner + j0;                                                     \
+          T *w = yb + i * L.inner + j0;                                                           \
+          if (lg)                                                                                 \
+            for (int64_t j = 0; j < nj; j++) w[j] = (r[j] - m[j]) - f[j];                         \
+          else                                                                                    \
+            for (int64_t j = 0; j < nj; j++) w[j] /= f[j];                                        \
+        }                                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+  }
+DEFINE_SOFTMAX(f32, float, expf, log)
+DEFINE_SOFTMAX(f64, double, exp, log)
+
+static mt_status softmax_common(mt_tensor **out, const mt_tensor *t, int64_t dim, bool lg) {
+  if (!mt_dtype_is_float(t->dtype))
+    return mt_fail(MT_EDTYPE, "expected a floating-point tensor, got %s", mt_dtype_name(t->dtype));
+  const mt_dtype cdt = t->dtype == MT_FLOAT64 ? MT_FLOAT64 : MT_FLOAT32;
+  mt_tensor *x, *res = NULL;
+  line L;
+  mt_status st = prepare(t, dim, cdt, &x, &L);
+  if (st) return st;
+  if (!(st = mt_empty(&res, cdt, t->ndim, t->sizes))) {
+    if (cdt == MT_FLOAT64) softmax_f64(mt_data(x), mt_data(res), L, lg);
+    else softmax_f32(mt_data(x), mt_data(res), L, lg);
+  }
+  mt_tensor_release(x);
+  return finish(out, res, t->dtype, st);
+}
+
+MT_API mt_status mt_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim) {
+  return softmax_common(out, t, dim, false);
+}
+MT_API mt_status mt_log_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim) {
+  return softmax_common(out, t, dim, true);
+}
+
+/* ---- cumsum ---------------------------------------------------------------------------- */
+
+/* Integers accumulate in uint64 (PyTorch's wrapping int64 sum, without signed-overflow UB). */
+#define DEFINE_CUMSUM(S, T, A, O)                                                                 \
+  static void cumsum_##S(const void *x_, void *y_, line L) {                                      \
+    const T *restrict x = x_;                                                                     \
+    O *restrict y = y_;                                                                           \
+    for (int64_t o = 0; o < L.outer; o++) {                                                       \
+      const T *xb = x + o * L.n * L.inner;                                                        \
+      O *yb = y + o * L.n * L.inner;                                                              \
+      if (L.inner == 1) {                                                                         \
+        A acc = 0;                                                                                \
+        for (int64_t i = 0; i < L.n; i++) yb[i] = (O)(acc += (A)xb[i]);                           \
+        continue;                                                                                 \
+      }                                                                                           \
+      for (int64_t j0 = 0; j0 < L.inner; j0 += CH) {                                              \
+        const int64_t nj = L.inner - j0 < CH ? L.inner - j0 : CH;                                 \
+        A acc[CH];                                                                                \
+        for (int64_t j = 0; j < nj; j++) acc[j] = 0;                                              \
+        for (int64_t i = 0; i < L.n; i++) {                                                       \
+          const T *r = xb + i * L.inner + j0;                                                     \
+          O *w = yb + i * L.inner + j0;                                                           \
+          for (int64_t j = 0; j < nj; j++) w[j] = (O)(acc[j] += (A)r[j]);                         \
+        }                                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+  }
+DEFINE_CUMSUM(f32, float, double, float)
+DEFINE_CUMSUM(f64, double, double, double)
+DEFINE_CUMSUM(i64, int64_t, uint64_t, int64_t)
+DEFINE_CUMSUM(i32, int32_t, uint64_t, int64_t)
+DEFINE_CUMSUM(i16, int16_t, uint64_t, int64_t)
+DEFINE_CUMSUM(i8, int8_t, uint64_t, int64_t)
+DEFINE_CUMSUM(u8, uint8_t, uint64_t, int64_t)
+DEFINE_CUMSUM(b8, bool, uint64_t, int64_t)
+
+typedef void (*cumsum_fn)(const void *x, void *y, line L);
+static const cumsum_fn cumsum_kernels[MT_NUM_DTYPES] = {
+    [MT_FLOAT32] = cumsum_f32, [MT_FLOAT64] = cumsum_f64, [MT_INT64] = cumsum_i64, [MT_INT32] = cumsum_i32,
+    [MT_INT16] = cumsum_i16,   [MT_INT8] = cumsum_i8,     [MT_UINT8] = cumsum_u8,  [MT_BOOL] = cumsum_b8,
+};
+
+MT_API mt_status mt_cumsum(mt_tensor **out, const mt_tensor *t, int64_t dim) {
+  const mt_dtype dt = t->dtype, cdt = is_half(dt) ? MT_FLOAT32 : dt;
+  const mt_dtype rdt = mt_dtype_is_float(cdt) ? cdt : MT_INT64; /* integers and bool give int64 */
+  mt_tensor *x, *res = NULL;
+  line L;
+  mt_status st = prepare(t, dim, cdt, &x, &L);
+  if (st) return st;
+  if (!(st = mt_empty(&res, rdt, t->ndim, t->sizes))) cumsum_kernels[cdt](mt_data(x), mt_data(res), L);
+  mt_tensor_release(x);
+  return finish(out, res, is_half(dt) ? dt : rdt, st);
+}
