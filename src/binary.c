@@ -398,8 +398,9 @@ static bool same_shape(const mt_tensor *a, const mt_tensor *b) {
 
 /* ---- public entry points ----------------------------------------------------------------- */
 
-MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
-  if (!out || !a || !b) return mt_fail(MT_EARG, "missing tensor argument");
+static mt_status record_binary(mt_tensor *out, mt_binop op, const mt_tensor *a, const mt_tensor *b);
+
+static mt_status binary_forward(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
   plan p;
   mt_status st = make_plan(&p, op, a, b);
   if (st) return st;
@@ -436,6 +437,19 @@ MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, con
   return MT_OK;
 }
 
+MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
+  if (!out || !a || !b) return mt_fail(MT_EARG, "missing tensor argument");
+  mt_tensor *res;
+  mt_status st = binary_forward(&res, op, a, b);
+  if (st) return st;
+  if ((st = record_binary(res, op, a, b))) {
+    mt_tensor_release(res);
+    return st;
+  }
+  *out = res;
+  return MT_OK;
+}
+
 
 /* True when b, broadcast to a's shape, reads exactly the elements a writes, one to one. */
 static bool same_view(const mt_tensor *a, const mt_tensor *b) {
@@ -461,7 +475,8 @@ MT_API mt_status mt_binary_(mt_binop op, mt_tensor *a, const mt_tensor *b) {
   if (!mt_can_cast(p.result, a->dtype))
     return mt_fail(MT_EDTYPE, "result type %s can't be cast to the desired output type %s", mt_dtype_name(p.result),
                    mt_dtype_name(a->dtype));
-  if ((st = mt_check_writable(a))) return st;
+  const mt_tensor *others[1] = {b};
+  if ((st = mt_inplace_begin(a, 1, others))) return st;
 
   if (a->dtype == p.kout) {
     /* Write straight into a. An input that shares a's memory at other positions (a += a^T)
@@ -480,5 +495,166 @@ MT_API mt_status mt_binary_(mt_binop op, mt_tensor *a, const mt_tensor *b) {
   if ((st = mt_empty(&tmp, p.kout, a->ndim, a->sizes))) return st;
   if (!(st = compute_into(tmp, op, &p, a, b))) st = mt_copy_(a, tmp);
   mt_tensor_release(tmp);
+  return st;
+}
+
+/* ---- backward -------------------------------------------------------------------------------
+ * Gradients come back in the output's (broadcast) shape; the engine sums them to each input's
+ * shape and dtype. Formulas as PyTorch 1.13's derivatives.yaml. */
+
+typedef struct binary_node {
+  mt_node base;
+  mt_binop op;
+  mt_saved a, b, out;
+} binary_node;
+
+static void binary_release(mt_node *n) {
+  binary_node *b = (binary_node *)n;
+  mt_saved_release(&b->a);
+  mt_saved_release(&b->b);
+  mt_saved_release(&b->out);
+}
+
+/* Short helpers over the ops: each returns a new reference, or NULL with the failure kept in
+ * helper_status (and its message in mt_last_error). */
+static _Thread_local mt_status helper_status;
+static mt_tensor *bin(mt_binop op, const mt_tensor *x, const mt_tensor *y) {
+  mt_tensor *r;
+  return (helper_status = binary_forward(&r, op, x, y)) ? NULL : r;
+}
+static mt_tensor *bin_scalar(mt_binop op, const mt_tensor *x, double v) {
+  mt_tensor *s, *r = NULL;
+  if ((helper_status = mt_wrap_number(&s, mt_scalar_float(v)))) return NULL;
+  r = bin(op, x, s);
+  mt_tensor_release(s);
+  return r;
+}
+static mt_tensor *una(mt_unop op, const mt_tensor *x) {
+  mt_tensor *r;
+  return (helper_status = mt_unary(&r, op, x)) ? NULL : r;
+}
+/* x op y, releasing x (the usual "accumulate into a temporary" step). */
+static mt_tensor *bin_take(mt_binop op, mt_tensor *x, const mt_tensor *y) {
+  if (!x) return NULL;
+  mt_tensor *r = bin(op, x, y);
+  mt_tensor_release(x);
+  return r;
+}
+
+/* g where `a keep b` holds, half of g where a == b (PyTorch splits ties), else 0. */
+static mt_tensor *select_grad(const mt_tensor *g, const mt_tensor *a, const mt_tensor *b, mt_binop keep) {
+  mt_tensor *mask = bin(keep, a, b), *ties = bin(MT_EQ, a, b), *zero = NULL, *half = NULL, *r = NULL, *t = NULL;
+  if (!mask || !ties || (helper_status = mt_wrap_number(&zero, mt_scalar_float(0)))) goto done;
+  if (!(half = bin_scalar(MT_MUL, g, 0.5))) goto done;
+  if ((helper_status = mt_where(&t, mask, g, zero))) goto done;
+  if ((helper_status = mt_where(&r, ties, half, t))) r = NULL;
+done:
+  mt_tensor_release(mask), mt_tensor_release(ties), mt_tensor_release(zero);
+  mt_tensor_release(half), mt_tensor_release(t);
+  return r;
+}
+
+static mt_status binary_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  binary_node *bn = (binary_node *)n;
+  const mt_tensor *g = gout[0];
+  if (!g) return MT_OK;
+  bool need_a = mt_edge_live(&n->next[0]), need_b = mt_edge_live(&n->next[1]);
+  mt_tensor *a = NULL, *b = NULL, *out = NULL;
+  mt_status st;
+  if (bn->a.t && (st = mt_saved_get(&bn->a, n, &a))) return st;
+  if (bn->b.t && (st = mt_saved_get(&bn->b, n, &b))) return st;
+  if (bn->out.t && (st = mt_saved_get(&bn->out, n, &out))) return st;
+  mt_tensor *ga = NULL, *gb = NULL;
+  switch (bn->op) {
+  case MT_ADD:
+    if (need_a) mt_tensor_retain((mt_tensor *)g), ga = (mt_tensor *)g;
+    if (need_b) mt_tensor_retain((mt_tensor *)g), gb = (mt_tensor *)g;
+    break;
+  case MT_SUB:
+    if (need_a) mt_tensor_retain((mt_tensor *)g), ga = (mt_tensor *)g;
+    if (need_b && !(gb = una(MT_NEG, g))) goto fail;
+    break;
+  case MT_MUL:
+    if (need_a && !(ga = bin(MT_MUL, g, b))) goto fail;
+    if (need_b && !(gb = bin(MT_MUL, g, a))) goto fail;
+    break;
+  case MT_DIV: /* d(a/b)/da = 1/b; d(a/b)/db = -a/b^2 = -out/b */
+    if (need_a && !(ga = bin(MT_DIV, g, b))) goto fail;
+    if (need_b && !(gb = bin_take(MT_MUL, bin_take(MT_DIV, una(MT_NEG, g), b), out))) goto fail;
+    break;
+  case MT_POW: /* a^b: b * a^(b-1), and out * log(a) (0 where a == 0 and b >= 0) */
+    if (need_a) {
+      mt_tensor *bm1 = bin_scalar(MT_SUB, b, 1.0), *p = bm1 ? bin(MT_POW, a, bm1) : NULL;
+      mt_tensor_release(bm1);
+      if (!(ga = bin_take(MT_MUL, bin_take(MT_MUL, p, b), g))) goto fail;
+    }
+    if (need_b) {
+      mt_tensor *l = bin_take(MT_MUL, una(MT_LOG, a), out), *az = bin_scalar(MT_EQ, a, 0),
+                *bge = bin_scalar(MT_GE, b, 0), *mask = az && bge ? bin(MT_LOGICAL_AND, az, bge) : NULL,
+                *zero = NULL, *lm = NULL;
+      if (l && mask && !(helper_status = mt_wrap_number(&zero, mt_scalar_float(0))) &&
+          !(helper_status = mt_where(&lm, mask, zero, l)))
+        gb = bin(MT_MUL, g, lm);
+      mt_tensor_release(l), mt_tensor_release(az), mt_tensor_release(bge), mt_tensor_release(mask);
+      mt_tensor_release(zero), mt_tensor_release(lm);
+      if (!gb) goto fail;
+    }
+    break;
+  case MT_MAXIMUM:
+  case MT_MINIMUM: {
+    mt_binop a_wins = bn->op == MT_MAXIMUM ? MT_GT : MT_LT, b_wins = bn->op == MT_MAXIMUM ? MT_LT : MT_GT;
+    if (need_a && !(ga = select_grad(g, a, b, a_wins))) goto fail;
+    if (need_b && !(gb = select_grad(g, a, b, b_wins))) goto fail;
+    break;
+  }
+  case MT_FMOD:
+  case MT_REMAINDER: { /* d/db = -trunc(a/b) (fmod) or -floor(a/b) (remainder) */
+    if (need_a) mt_tensor_retain((mt_tensor *)g), ga = (mt_tensor *)g;
+    if (need_b) {
+      mt_tensor *div = bin(MT_DIV, a, b), *q = div ? una(bn->op == MT_FMOD ? MT_TRUNC : MT_FLOOR, div) : NULL;
+      mt_tensor_release(div);
+      gb = q ? bin_take(MT_MUL, una(MT_NEG, g), q) : NULL;
+      mt_tensor_release(q);
+      if (!gb) goto fail;
+    }
+    break;
+  }
+  default:
+    return mt_fail(MT_ESTATE, "%s has no gradient", n->name);
+  }
+  gin[0] = ga;
+  gin[1] = gb;
+  return MT_OK;
+fail:
+  mt_tensor_release(ga);
+  mt_tensor_release(gb);
+  return helper_status ? helper_status : MT_ENOMEM;
+}
+
+static const char *const backward_names[MT_NUM_BINOPS] = {
+    [MT_ADD] = "AddBackward0",       [MT_SUB] = "SubBackward0",       [MT_MUL] = "MulBackward0",
+    [MT_DIV] = "DivBackward0",       [MT_POW] = "PowBackward1",       [MT_MAXIMUM] = "MaximumBackward0",
+    [MT_MINIMUM] = "MinimumBackward0", [MT_FMOD] = "FmodBackward1",   [MT_REMAINDER] = "RemainderBackward1",
+};
+
+static mt_status record_binary(mt_tensor *out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
+  const mt_tensor *ins[2] = {a, b};
+  if (!backward_names[op] || !mt_grad_needed(2, ins)) return MT_OK;
+  if (!mt_dtype_is_float(out->dtype))
+    return mt_fail(MT_EDTYPE, "%s of a tensor that requires grad gives %s, which cannot carry gradients",
+                   mt_binop_name(op), mt_dtype_name(out->dtype));
+  binary_node *n = (binary_node *)mt_node_new(sizeof *n, backward_names[op], binary_backward, binary_release, 2, ins, 1);
+  if (!n) return MT_ENOMEM;
+  n->op = op;
+  bool save_a = op == MT_MUL || op == MT_POW || op == MT_MAXIMUM || op == MT_MINIMUM || op == MT_FMOD || op == MT_REMAINDER;
+  bool save_b = op == MT_MUL || op == MT_DIV || op == MT_POW || op == MT_MAXIMUM || op == MT_MINIMUM || op == MT_FMOD ||
+                op == MT_REMAINDER;
+  bool save_out = op == MT_DIV || op == MT_POW;
+  mt_status st = MT_OK;
+  if (save_a) st = mt_save_tensor(&n->a, a);
+  if (!st && save_b) st = mt_save_tensor(&n->b, b);
+  if (!st && save_out) st = mt_save_tensor(&n->out, out);
+  if (!st) mt_node_set_output(&n->base, out, 0);
+  mt_node_release(&n->base);
   return st;
 }

@@ -117,7 +117,7 @@ static bool ranges_overlap(const mt_tensor *a, const mt_tensor *b) {
   return lo[0] < hi[1] && lo[1] < hi[0];
 }
 
-MT_API mt_status mt_copy_(mt_tensor *dst, const mt_tensor *src) {
+mt_status mt_copy_into(mt_tensor *dst, const mt_tensor *src) {
   /* A source that shares memory with the destination in a different layout is copied aside
    * first, so that no element is overwritten before it is read. */
   bool same_view = dst->storage == src->storage && dst->offset == src->offset && dst->dtype == src->dtype &&
@@ -133,6 +133,12 @@ MT_API mt_status mt_copy_(mt_tensor *dst, const mt_tensor *src) {
   if (!(st = mt_iter_init(&it, 2, ops))) mt_iter_run(&it, mt_convert_loop(dst->dtype, src->dtype), NULL);
   mt_tensor_release(tmp);
   return st;
+}
+
+MT_API mt_status mt_copy_(mt_tensor *dst, const mt_tensor *src) {
+  const mt_tensor *others[1] = {src};
+  mt_status st = mt_inplace_begin(dst, 1, others);
+  return st ? st : mt_copy_into(dst, src);
 }
 
 MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t) {
@@ -206,6 +212,8 @@ static void fill_loop(char **data, const int64_t *s, int64_t n, void *vctx) {
 }
 
 MT_API mt_status mt_fill_(mt_tensor *t, mt_scalar v) {
+  mt_status st = mt_inplace_begin(t, 0, NULL);
+  if (st) return st;
   fill_ctx c = {{0}, mt_dtype_size(t->dtype)};
   mt_write_scalar(t->dtype, c.bytes, v);
   mt_iter it;

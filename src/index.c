@@ -391,7 +391,8 @@ MT_API mt_status mt_index_add_(mt_tensor *t, int64_t dim, const mt_tensor *index
       return mt_fail(MT_ESHAPE, "source shape %s does not fit tensor shape %s with %lld indices along dim %lld",
                      shape_of(a, src), shape_of(b, t), (long long)n, MT_SHOW(d));
   }
-  mt_status chk = mt_check_writable(t);
+  const mt_tensor *others[2] = {index, src};
+  mt_status chk = mt_inplace_begin(t, 2, others);
   if (chk) return chk;
   if (n == 0 || mt_numel(src) == 0) return MT_OK;
 

@@ -28,7 +28,7 @@ static mt_status copy_into(mt_tensor *r, const mt_tensor *t, int dim, int64_t st
   mt_tensor *slice;
   mt_status st = mt_narrow(&slice, r, dim, start, len);
   if (st != MT_OK) return st;
-  st = mt_copy_(slice, t);
+  st = mt_copy_into(slice, t);
   mt_tensor_release(slice);
   return st;
 }

@@ -141,6 +141,11 @@ typedef struct mt_tensor {
   mt_dtype dtype;
   bool wrapped_number; /* a 0-dim tensor made from a host number: weakest in promotion */
   int refcount;        /* managed by retain/release; read-only for users */
+  /* autograd (autograd.c); read-only for users, set through the functions below */
+  bool requires_grad;       /* leaves: set by the user; results of recorded ops: true */
+  struct mt_tensor *grad;   /* a leaf's accumulated gradient, NULL until the first backward */
+  struct mt_node *grad_fn;  /* the op that made this tensor; NULL for leaves */
+  int output_nr;            /* which output of grad_fn this tensor is */
 } mt_tensor;
 
 MT_API void mt_tensor_retain(mt_tensor *t);
@@ -341,6 +346,105 @@ MT_API mt_status mt_normal_(mt_tensor *t, double mean, double std, mt_generator 
 MT_API mt_status mt_randint_(mt_tensor *t, int64_t low, int64_t high, mt_generator *g); /* [low, high) */
 MT_API mt_status mt_bernoulli_(mt_tensor *t, double p, mt_generator *g);               /* 1 with prob. p */
 MT_API mt_status mt_randperm(mt_tensor **out, int64_t n, mt_dtype dt, mt_generator *g);
+
+
+/* ------------------------------------------------------------------------------------------ */
+/* Autograd (autograd.c): reverse mode over the ops above. While grad mode is on (the default, */
+/* per thread), an op whose inputs require grad records a node; mt_backward walks the nodes   */
+/* from a result back to the leaves, accumulating into each leaf's `grad`. Each op's backward */
+/* lives beside its forward. In-place ops on tensors that take part in a graph are refused.   */
+
+typedef struct mt_node mt_node;
+
+MT_API bool mt_is_grad_enabled(void);
+MT_API void mt_set_grad_enabled(bool enabled);
+/* Leaves only (a result already has its history); float dtypes only. */
+MT_API mt_status mt_requires_grad_(mt_tensor *t, bool requires_grad);
+/* Replaces a tensor's gradient (NULL clears it); g must match t's shape, and is retained. */
+MT_API mt_status mt_set_grad(mt_tensor *t, mt_tensor *g);
+/* A new tensor sharing t's storage, with no history and requires_grad false. */
+MT_API mt_status mt_detach(mt_tensor **out, const mt_tensor *t);
+/* Back-propagates from root. grad may be NULL when root has one element (a gradient of 1);
+ * otherwise it must have root's shape. Without retain_graph the saved tensors of every node
+ * walked are freed, and a second backward through them is an error. */
+MT_API mt_status mt_backward(mt_tensor *root, const mt_tensor *grad, bool retain_graph);
+/* PyTorch's class name of the node ("MulBackward0"), and its inputs' nodes for inspection. */
+MT_API const char *mt_node_name(const mt_node *n);
+MT_API int mt_node_num_next(const mt_node *n);
+MT_API mt_node *mt_node_next(const mt_node *n, int i); /* NULL for inputs without grad or leaves */
+/* Storage version counter: every in-place write bumps it, so that backward can refuse data a
+ * node saved and someone then overwrote. */
+MT_API uint32_t mt_tensor_version(const mt_tensor *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Values: the object trees that checkpoint files hold (value.c)                              */
+/* A value tree owns its children; a tensor value holds one reference to its tensor. Strings  */
+/* are byte strings with a length (NUL-terminated as well, for convenience). Constructors     */
+/* return NULL only when memory runs out (mt_last_error() says so).                           */
+
+typedef enum mt_value_kind {
+  MT_VAL_NONE,
+  MT_VAL_BOOL,
+  MT_VAL_INT,
+  MT_VAL_FLOAT,
+  MT_VAL_STR,   /* text (Python str); the writer checks that it is UTF-8 */
+  MT_VAL_BYTES, /* raw bytes (Python bytes) */
+  MT_VAL_LIST,
+  MT_VAL_TUPLE,
+  MT_VAL_DICT,  /* insertion-ordered; `ordered` marks a collections.OrderedDict */
+  MT_VAL_TENSOR
+} mt_value_kind;
+
+typedef struct mt_value mt_value;
+struct mt_value {
+  mt_value_kind kind;
+  union {
+    bool b;
+    int64_t i;
+    double f;
+    struct { char *ptr; size_t len; } str;                     /* STR, BYTES */
+    struct { mt_value **items; size_t len, cap; } seq;         /* LIST, TUPLE */
+    struct { mt_value **keys, **vals; size_t len, cap; bool ordered; } dict; /* DICT */
+    mt_tensor *tensor;                                         /* TENSOR */
+  } u;
+};
+
+MT_API mt_value *mt_value_none(void);
+MT_API mt_value *mt_value_bool(bool b);
+MT_API mt_value *mt_value_int(int64_t i);
+MT_API mt_value *mt_value_float(double f);
+MT_API mt_value *mt_value_str(const char *s, size_t len);   /* copies */
+MT_API mt_value *mt_value_bytes(const void *p, size_t len); /* copies */
+MT_API mt_value *mt_value_list(void);
+MT_API mt_value *mt_value_tuple(void);
+MT_API mt_value *mt_value_dict(bool ordered);
+MT_API mt_value *mt_value_tensor(mt_tensor *t); /* retains t */
+/* Take ownership of item / key and val, even on failure (they are freed then). */
+MT_API mt_status mt_value_append(mt_value *seq, mt_value *item);
+MT_API mt_status mt_value_dict_set(mt_value *dict, mt_value *key, mt_value *val); /* replaces an equal key */
+/* The value under a string key, or NULL. */
+MT_API mt_value *mt_value_dict_get(const mt_value *dict, const char *key);
+MT_API void mt_value_free(mt_value *v); /* NULL is fine */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checkpoint files: PyTorch's zip format (checkpoint.c, pickle_*.c, zipfile.c) and           */
+/* safetensors (safetensors.c). Saves are atomic: a temporary file beside the target is       */
+/* written, flushed and renamed over it. Loads execute nothing from the file.                 */
+
+typedef struct mt_load_opts {
+  bool mmap; /* map tensor data from the file (copy-on-write) instead of reading it */
+} mt_load_opts;
+
+MT_API mt_status mt_save(const mt_value *v, const char *path);
+MT_API mt_status mt_load(mt_value **out, const char *path, const mt_load_opts *opts); /* opts may be NULL */
+/* The same format in memory: *data is malloc'ed, free() it. */
+MT_API mt_status mt_serialize(const mt_value *v, void **data, size_t *len);
+MT_API mt_status mt_deserialize(mt_value **out, const void *data, size_t len);
+
+/* safetensors: `tensors` is a dict of str -> tensor; `metadata` a dict of str -> str, or NULL. */
+MT_API mt_status mt_safetensors_save(const mt_value *tensors, const mt_value *metadata, const char *path);
+MT_API mt_status mt_safetensors_load(mt_value **tensors, mt_value **metadata, const char *path,
+                                     const mt_load_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -78,6 +78,8 @@ static inline int64_t mt_f64_to_i64_sat(double v) {
 
 /* ---- storages (storage.c) --------------------------------------------------------------- */
 
+/* The storage's version counter (autograd's in-place check). */
+uint32_t *mt_storage_version_ptr(mt_storage *s);
 /* mt_storage_new without the zero fill, for outputs that are written in full anyway. */
 mt_status mt_storage_alloc(mt_storage **out, size_t nbytes, bool zero);
 
@@ -124,7 +126,171 @@ void mt_iter_run(const mt_iter *it, mt_loop_fn loop, void *ctx);
 
 /* ---- copies (copy.c) --------------------------------------------------------------------- */
 
+/* mt_copy_ without the autograd checks, for filling a fresh result from inputs that may
+ * require grad (the op records its own node). */
+mt_status mt_copy_into(mt_tensor *dst, const mt_tensor *src);
 /* The conversion loop from src dtype to dst dtype (2 operands: dst, src). */
 mt_loop_fn mt_convert_loop(mt_dtype dst, mt_dtype src);
+
+
+/* ---- autograd recording (autograd.c) ----------------------------------------------------- */
+/* A differentiable op, after computing its result `out` from inputs `ins`:
+ *     if (mt_grad_needed(2, ins)) {
+ *       mul_node *n = (mul_node *)mt_node_new(sizeof *n, "MulBackward0", mul_backward, mul_release, 2, ins, 1);
+ *       if (!n || mt_save_tensor(&n->a, a) || ...) { mt_node_release(n ? &n->base : NULL); fail; }
+ *       mt_node_set_output(&n->base, out, 0);
+ *       mt_node_release(&n->base);            // the output now holds the node
+ *     }
+ * backward(self, grad_outputs, grad_inputs): grad_outputs[k] is the gradient of output k or
+ * NULL (zero); it stores a new reference in grad_inputs[i] for each input i whose edge is live
+ * (mt_edge_live), or leaves NULL for zero. A gradient may have the output's broadcast shape
+ * and any float dtype: the engine sums it down to the input's shape and casts it. */
+typedef struct mt_edge {
+  struct mt_node *node; /* the input's grad_fn, or NULL */
+  int output_nr;        /* which output of node the input is */
+  mt_tensor *leaf;      /* the input itself, when it is a leaf that requires grad (retained) */
+  mt_dtype dtype;       /* the input's dtype and shape, to fit its gradient */
+  int ndim;
+  int64_t sizes[MT_MAX_DIMS];
+} mt_edge;
+
+typedef mt_status (*mt_backward_fn)(struct mt_node *self, mt_tensor *const *grad_outputs, mt_tensor **grad_inputs);
+
+struct mt_node {
+  const char *name;
+  mt_backward_fn backward;
+  void (*release)(struct mt_node *self); /* drops saved data; runs at most once */
+  int refcount;
+  int ninputs, noutputs;
+  mt_edge *next;
+  bool released; /* saved data freed: a second backward through here is an error */
+  uint64_t seq;  /* creation order: backward runs later nodes first */
+  /* engine scratch, meaningful during one backward only */
+  uint64_t walk;
+  int deps;
+  mt_tensor **grads;
+  struct mt_node *link;
+};
+
+static inline bool mt_edge_live(const mt_edge *e) { return e->node || e->leaf; }
+
+/* A tensor a node keeps for its backward: an alias without history (no cycle through
+ * grad_fn) and the storage version it had, to refuse data overwritten in place since. */
+typedef struct mt_saved {
+  mt_tensor *t;
+  uint32_t version;
+} mt_saved;
+mt_status mt_save_tensor(mt_saved *s, const mt_tensor *t);
+/* The saved tensor, or MT_ESTATE if it was released or modified in place since. */
+mt_status mt_saved_get(const mt_saved *s, const struct mt_node *n, mt_tensor **out);
+void mt_saved_release(mt_saved *s);
+
+/* Grad mode is on and some input requires grad. */
+bool mt_grad_needed(int n, const mt_tensor *const *inputs);
+/* A zeroed node of `size` bytes (>= sizeof(mt_node)) with one edge per input; refcount 1. */
+struct mt_node *mt_node_new(size_t size, const char *name, mt_backward_fn backward, void (*release)(struct mt_node *),
+                            int ninputs, const mt_tensor *const *inputs, int noutputs);
+/* Makes `out` (fresh, without history) output `nr` of n; out holds a reference to n. */
+void mt_node_set_output(struct mt_node *n, mt_tensor *out, int nr);
+void mt_node_release(struct mt_node *n); /* NULL is fine; frees long chains without recursion */
+
+/* In-place ops call this before writing t: refuses writes through stride-0 dims, writes into a
+ * leaf that requires grad or a tensor with history, and in-place ops whose other inputs
+ * require grad (the last three with grad mode on); then bumps t's version. */
+mt_status mt_inplace_begin(mt_tensor *t, int n, const mt_tensor *const *inputs);
+/* Bumps the version of t's storage (every view of it sees the change). */
+void mt_bump_version(mt_tensor *t);
+/* g summed over broadcast dims down to `sizes` (g retained and returned if already so). */
+mt_status mt_sum_to(mt_tensor **out, const mt_tensor *g, int ndim, const int64_t *sizes);
+
+/* ---- files (atomic.c, mapfile.c) --------------------------------------------------------- */
+
+/* An atomic replacement of `path`: write through mt_atomic_fd(), then commit (fsync, rename
+ * over path, fsync the directory) or abort (remove the temporary). The temporary has a fixed
+ * name beside the target and is locked while written, so a killed save leaves at most one
+ * stale temporary, the next save reuses it, and two concurrent saves serialise. */
+typedef struct mt_atomic_file mt_atomic_file;
+mt_status mt_atomic_open(mt_atomic_file **out, const char *path);
+int mt_atomic_fd(const mt_atomic_file *f);
+mt_status mt_atomic_commit(mt_atomic_file *f); /* frees f, also on failure */
+void mt_atomic_abort(mt_atomic_file *f);       /* frees f; NULL is fine */
+/* Writes all of buf (retrying short writes and EINTR); MT_EIO names `path` and errno. */
+mt_status mt_write_all(int fd, const void *buf, size_t n, const char *path);
+
+/* A whole file mapped read-only-private (copy-on-write), shared by every storage that points
+ * into it: each storage holds a reference, the mapping goes with the last one. */
+typedef struct mt_mapfile mt_mapfile;
+mt_status mt_mapfile_open(mt_mapfile **out, const char *path);
+const uint8_t *mt_mapfile_data(const mt_mapfile *m);
+size_t mt_mapfile_size(const mt_mapfile *m);
+/* A storage over [offset, offset + nbytes) of the mapping (bounds checked); holds a reference. */
+mt_status mt_mapfile_storage(mt_storage **out, mt_mapfile *m, size_t offset, size_t nbytes);
+void mt_mapfile_release(mt_mapfile *m);
+
+/* ---- zip records (zipfile.c) ------------------------------------------------------------- */
+
+/* Writes PyTorch's container: every record stored, under the top folder "archive/", its data
+ * starting on a 64-byte boundary (a local-header extra field 'FB' pads it). To a file
+ * descriptor (fd >= 0, written from offset 0) or into memory (fd < 0). `label` names the
+ * destination in error messages. */
+typedef struct mt_zip_writer mt_zip_writer;
+mt_status mt_zip_writer_new(mt_zip_writer **out, int fd, const char *label);
+/* Adds archive/<name>; `data` is not copied and must stay valid until finish. */
+mt_status mt_zip_writer_add(mt_zip_writer *w, const char *name, const void *data, size_t len);
+/* Writes the archive out and frees w, also on failure. A memory writer hands its bytes out
+ * through *data (malloc'ed) and *len; a file writer takes NULL for both. */
+mt_status mt_zip_writer_finish(mt_zip_writer *w, void **data, size_t *len);
+void mt_zip_writer_discard(mt_zip_writer *w); /* NULL is fine */
+
+/* Reads a zip archive from a file descriptor or from memory. Opening validates the whole
+ * directory (bounds, overlaps, duplicate or unsafe names, sizes a compressed record cannot
+ * reach) and cross-checks it against libzip. Errors are MT_EFORMAT "<label>: <problem>". */
+typedef struct mt_zip_reader mt_zip_reader;
+typedef struct mt_zip_record {
+  const char *name;     /* the entry's full name, top folder included */
+  uint64_t size;        /* uncompressed bytes */
+  uint64_t comp_size;   /* bytes in the archive */
+  uint64_t data_offset; /* where those bytes start, from the start of the archive */
+  uint64_t index;       /* libzip's index of the entry */
+  bool stored;          /* not compressed: the data lies at data_offset as it is */
+} mt_zip_record;
+/* The reader keeps `fd` (it does not close it) and `data` (it does not copy it). */
+mt_status mt_zip_reader_open_fd(mt_zip_reader **out, int fd, const char *label);
+mt_status mt_zip_reader_open_memory(mt_zip_reader **out, const void *data, size_t len, const char *label);
+void mt_zip_reader_close(mt_zip_reader *r); /* NULL is fine */
+/* The top folder all records sit in ("archive" in our files), taken from the first entry. */
+const char *mt_zip_top(const mt_zip_reader *r);
+/* The record <top>/<name>, or NULL when there is none. */
+const mt_zip_record *mt_zip_find(const mt_zip_reader *r, const char *name);
+/* Reads a whole record into buf (rec->size bytes), inflating it if needed; fails unless it
+ * holds exactly that many bytes and its CRC matches. */
+mt_status mt_zip_read(mt_zip_reader *r, const mt_zip_record *rec, void *buf);
+
+/* ---- the pickle subset (pickle_write.c, pickle_read.c) ------------------------------------ */
+
+/* Storages met while writing, in first-seen order: record data/<i> holds storages[i]. */
+typedef struct mt_storage_table {
+  mt_storage **items;
+  mt_dtype *dtypes;
+  size_t len, cap;
+} mt_storage_table;
+void mt_storage_table_free(mt_storage_table *t); /* releases the storages, frees the arrays */
+
+/* A growable byte buffer. */
+typedef struct mt_buffer {
+  uint8_t *data;
+  size_t len, cap;
+} mt_buffer;
+mt_status mt_buffer_append(mt_buffer *b, const void *p, size_t n);
+
+/* Protocol-2 pickle of a value tree as PyTorch writes checkpoints (tensors through
+ * _rebuild_tensor_v2 and persistent ids ('storage', <class>, key, 'cpu', numel)). */
+mt_status mt_pickle_write(const mt_value *root, mt_buffer *out, mt_storage_table *storages);
+
+/* Called by the reader once per distinct storage key; must return a storage of exactly
+ * numel elements of dt (the checkpoint layer checks the record's size). */
+typedef mt_status (*mt_storage_loader)(void *ctx, const char *key, mt_dtype dt, int64_t numel, mt_storage **out);
+/* Reads the pickle subset; refuses any global outside the allowlist, naming it. */
+mt_status mt_pickle_read(const uint8_t *data, size_t len, mt_storage_loader load, void *ctx, mt_value **out);
 
 #endif /* MT_INTERNAL_H */

@@ -506,7 +506,7 @@ static mt_status target_begin(fill_target *ft, mt_tensor *t) {
   ft->scratch = NULL;
   ft->n = mt_numel(t);
   ft->contiguous = mt_is_contiguous(t);
-  mt_status st = mt_check_writable(t);
+  mt_status st = mt_inplace_begin(t, 0, NULL);
   if (st) return st;
   if (ft->contiguous || ft->n == 0) {
     ft->data = mt_data(t);

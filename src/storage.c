@@ -15,6 +15,7 @@ struct mt_storage {
   mt_release_fn release; /* NULL with owned == true: free(data) */
   void *ctx;
   bool owned;
+  uint32_t version; /* bumped by every in-place write through any view */
 };
 
 static atomic_uint_fast64_t bytes_allocated; /* monotonic: drives a host's GC pacing */
@@ -41,6 +42,7 @@ mt_status mt_storage_alloc(mt_storage **out, size_t nbytes, bool zero) {
   s->release = NULL;
   s->ctx = NULL;
   s->owned = true;
+  s->version = 0;
   atomic_fetch_add_explicit(&bytes_allocated, rounded, memory_order_relaxed);
   atomic_fetch_add_explicit(&bytes_live, rounded, memory_order_relaxed);
   *out = s;
@@ -59,6 +61,7 @@ MT_API mt_status mt_storage_wrap(mt_storage **out, void *data, size_t nbytes, mt
   s->release = release;
   s->ctx = ctx;
   s->owned = false;
+  s->version = 0;
   *out = s;
   return MT_OK;
 }
@@ -80,6 +83,7 @@ MT_API void mt_storage_release(mt_storage *s) {
 }
 
 MT_API void *mt_storage_data(const mt_storage *s) { return s->data; }
+uint32_t *mt_storage_version_ptr(mt_storage *s) { return &s->version; }
 MT_API size_t mt_storage_nbytes(const mt_storage *s) { return s->nbytes; }
 MT_API int mt_storage_refcount(const mt_storage *s) { return atomic_load(&s->refcount); }
 MT_API uint64_t mt_storage_bytes_allocated(void) { return atomic_load(&bytes_allocated); }

@@ -13,6 +13,8 @@ MT_API void mt_tensor_retain(mt_tensor *t) {
 
 MT_API void mt_tensor_release(mt_tensor *t) {
   if (!t || --t->refcount > 0) return;
+  mt_tensor_release(t->grad); /* a gradient never has a gradient: no deep recursion */
+  mt_node_release(t->grad_fn);
   mt_storage_release(t->storage);
   free(t);
 }

@@ -237,7 +237,7 @@ MT_API mt_status mt_unary_(mt_unop op, mt_tensor *a) {
   if (!mt_can_cast(p.result, a->dtype))
     return mt_fail(MT_EDTYPE, "result type %s can't be cast to the desired output type %s", mt_dtype_name(p.result),
                    mt_dtype_name(a->dtype));
-  if ((st = mt_check_writable(a))) return st;
+  if ((st = mt_inplace_begin(a, 0, NULL))) return st;
   if (p.identity) return MT_OK;
   return apply_(a, p.compute, p.kout, kernels[op][compute_index(p.compute)], NULL);
 }
@@ -340,6 +340,6 @@ MT_API mt_status mt_clamp_(mt_tensor *a, const mt_scalar *min, const mt_scalar *
   if (!mt_can_cast(r, a->dtype))
     return mt_fail(MT_EDTYPE, "result type %s can't be cast to the desired output type %s", mt_dtype_name(r),
                    mt_dtype_name(a->dtype));
-  if ((st = mt_check_writable(a))) return st;
+  if ((st = mt_inplace_begin(a, 0, NULL))) return st;
   return apply_(a, c, c, clamp_kernels[compute_index(c)], &ctx);
 }

@@ -167,7 +167,8 @@ static mt_status fill(mt_tensor *t, const mt_tensor *mask, char *value) {
 MT_API mt_status mt_masked_fill_(mt_tensor *t, const mt_tensor *mask, mt_scalar v) {
   char value[8];
   mt_status st = fill_check(t, mask, v, value);
-  if (st || (st = mt_check_writable(t))) return st;
+  const mt_tensor *others[1] = {mask};
+  if (st || (st = mt_inplace_begin(t, 1, others))) return st;
   return fill(t, mask, value);
 }
 
