@@ -11,6 +11,8 @@
  * float32/float64 go to OpenBLAS (gemm, gemv when one side is a vector, dot when both are);
  * float16/bfloat16 compute in float32; integers use a plain i-k-j loop that wraps on
  * overflow as PyTorch's does.
+ *
+ * All three are differentiable through one backward (dA = G B^T, dB = A^T G).
  */
 #include "mt_internal.h"
 
@@ -301,6 +303,115 @@ static mt_status run(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
   return st;
 }
 
+/* ---- backward ----------------------------------------------------------------------------
+ * With a 1-D left operand as a row [1, K], a 1-D right one as a column [K, 1] and the
+ * gradient G shaped [..., M, N] to match, every case is one formula: dA = G B^T, dB = A^T G.
+ * These come back in the broadcast batch shape; the engine sums them down to each operand. */
+
+/* Intermediates of the formula: freed together; after a failure every step returns NULL. */
+typedef struct scratch {
+  mt_status st;
+  int n;
+  mt_tensor *held[16];
+} scratch;
+
+static mt_tensor *hold(scratch *s, mt_status st, mt_tensor **t) { /* *t was just written, with st */
+  if (st) return s->st = st, NULL;
+  if (s->n == 16) return mt_tensor_release(*t), s->st = mt_fail(MT_ENOMEM, "too many temporaries"), NULL;
+  return s->held[s->n++] = *t;
+}
+static mt_tensor *unsq(scratch *s, const mt_tensor *x, int64_t d) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_unsqueeze(&r, x, d), &r);
+}
+static mt_tensor *sq(scratch *s, const mt_tensor *x, int64_t d) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_squeeze(&r, x, d), &r);
+}
+static mt_tensor *tr(scratch *s, const mt_tensor *x) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_transpose(&r, x, -1, -2), &r);
+}
+static mt_tensor *mul(scratch *s, const mt_tensor *x, const mt_tensor *y) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_matmul(&r, x, y), &r);
+}
+static mt_tensor *rows_of(scratch *s, const mt_tensor *x) { /* [..., C] as [rows, C] */
+  int64_t sz[2] = {1, x->sizes[x->ndim - 1]};
+  for (int d = 0; d < x->ndim - 1; d++) sz[0] *= x->sizes[d];
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_reshape(&r, x, 2, sz), &r);
+}
+
+typedef struct matmul_node {
+  mt_node base;
+  mt_saved a, b;
+} matmul_node;
+
+static void matmul_release(mt_node *n) {
+  mt_saved_release(&((matmul_node *)n)->a);
+  mt_saved_release(&((matmul_node *)n)->b);
+}
+
+static mt_status matmul_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  matmul_node *mn = (matmul_node *)n;
+  const bool need_a = mt_edge_live(&n->next[0]), need_b = mt_edge_live(&n->next[1]);
+  const int na = n->next[0].ndim, nb = n->next[1].ndim;
+  mt_tensor *a = NULL, *b = NULL, *ga = NULL, *gb = NULL;
+  mt_status st;
+  if (!gout[0]) return MT_OK;
+  if (need_b && (st = mt_saved_get(&mn->a, n, &a))) return st;
+  if (need_a && (st = mt_saved_get(&mn->b, n, &b))) return st;
+  scratch s = {0};
+  mt_tensor *G = gout[0];
+  if (nb == 1) G = unsq(&s, G, G->ndim);
+  if (na == 1) G = unsq(&s, G, G->ndim - 1);
+  if (need_a) {
+    ga = mul(&s, G, tr(&s, nb == 1 ? unsq(&s, b, 1) : b));
+    if (na == 1) ga = sq(&s, ga, -2);
+  }
+  if (need_b) {
+    mt_tensor *A = na == 1 ? unsq(&s, a, 0) : a;
+    if (na >= 3 && nb <= 2) /* every batch of a against the one b: a single tall product */
+      gb = mul(&s, tr(&s, rows_of(&s, A)), rows_of(&s, G));
+    else
+      gb = mul(&s, tr(&s, A), G);
+    if (nb == 1) gb = sq(&s, gb, -1);
+  }
+  if (!s.st) {
+    if (ga) mt_tensor_retain(gin[0] = ga);
+    if (gb) mt_tensor_retain(gin[1] = gb);
+  }
+  for (int i = 0; i < s.n; i++) mt_tensor_release(s.held[i]);
+  return s.st;
+}
+
+/* run(), recording a node named `name` when an operand requires grad. The forward then runs
+ * with grad mode off, so that its internal copies and conversions record nothing. */
+static mt_status run_rec(mt_tensor **out, const mt_tensor *a, const mt_tensor *b, const char *name) {
+  const mt_tensor *ins[2] = {a, b};
+  if (!mt_grad_needed(2, ins)) return run(out, a, b);
+  mt_tensor *r;
+  mt_set_grad_enabled(false);
+  mt_status st = run(&r, a, b);
+  mt_set_grad_enabled(true);
+  if (st) return st;
+  matmul_node *n = (matmul_node *)mt_node_new(sizeof *n, name, matmul_backward, matmul_release, 2, ins, 1);
+  if (!n) st = MT_ENOMEM;
+  else {
+    if (b->requires_grad) st = mt_save_tensor(&n->a, a); /* dB needs A, dA needs B */
+    if (!st && a->requires_grad) st = mt_save_tensor(&n->b, b);
+    if (!st) mt_node_set_output(&n->base, r, 0);
+    mt_node_release(&n->base);
+  }
+  if (st) {
+    mt_tensor_release(r);
+    return st;
+  }
+  *out = r;
+  return MT_OK;
+}
+
 /* ---- public entry points ----------------------------------------------------------------- */
 
 MT_API mt_status mt_mm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
@@ -309,7 +420,7 @@ MT_API mt_status mt_mm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) 
   if (a->sizes[1] != b->sizes[0])
     return mt_fail(MT_ESHAPE, "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
                    (long long)a->sizes[0], (long long)a->sizes[1], (long long)b->sizes[0], (long long)b->sizes[1]);
-  return run(out, a, b);
+  return run_rec(out, a, b, "MmBackward0");
 }
 
 MT_API mt_status mt_bmm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
@@ -319,7 +430,7 @@ MT_API mt_status mt_bmm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b)
   if (a->sizes[0] != b->sizes[0] || a->sizes[2] != b->sizes[1])
     return mt_fail(MT_ESHAPE, "batch1 and batch2 shapes cannot be multiplied (%s and %s)",
                    mt_shape_str(sa, sizeof sa, 3, a->sizes), mt_shape_str(sb, sizeof sb, 3, b->sizes));
-  return run(out, a, b);
+  return run_rec(out, a, b, "BmmBackward0");
 }
 
 MT_API mt_status mt_matmul(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
@@ -341,5 +452,9 @@ MT_API mt_status mt_matmul(mt_tensor **out, const mt_tensor *a, const mt_tensor 
                      mt_shape_str(sa, sizeof sa, a->ndim, a->sizes), mt_shape_str(sb, sizeof sb, b->ndim, b->sizes),
                      (long long)x, (long long)y);
   }
-  return run(out, a, b);
+  /* the grad_fn PyTorch 1.13's composite matmul ends with in each case */
+  const char *name = "UnsafeViewBackward0";
+  if (a->ndim == 1) name = b->ndim == 1 ? "DotBackward0" : b->ndim == 2 ? "SqueezeBackward3" : name;
+  else if (a->ndim == 2) name = b->ndim == 1 ? "MvBackward0" : "CloneBackward0";
+  return run_rec(out, a, b, name);
 }

@@ -13,6 +13,8 @@
  * float32 accumulates in float64 (summing 1e7 ones is exact); integer sums and products wrap
  * in uint64, which is PyTorch's int64 arithmetic without signed-overflow UB. float16 and
  * bfloat16 are converted to float32 first (PyTorch accumulates them in float32 too).
+ * sum, prod, mean, var, std, amax, amin and the values of max/min along a dim are
+ * differentiable; their backward follows each family's forward.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 /* -O2's "very cheap" vectorizer cost model leaves loops with a runtime trip count scalar. */
@@ -448,28 +450,219 @@ static mt_status reduce(mt_tensor **out, const mt_tensor *t, int ndims, const in
   return MT_OK;
 }
 
+/* ---- backward ---------------------------------------------------------------------------
+ * Formulas as PyTorch 1.13's derivatives.yaml, written with the core's own ops (grad mode is
+ * off while they run). A gradient is first given the input's rank (`unreduce`: reduced dims
+ * back as size 1), then broadcasts against the input. */
+
+/* Intermediates of a formula: one release frees them all, and after the first failure every
+ * later step is a no-op returning NULL, so formulas read as plain chains of calls. */
+#define SCRATCH_MAX 32
+typedef struct scratch {
+  mt_status st;
+  int n;
+  mt_tensor *held[SCRATCH_MAX];
+} scratch;
+
+/* Takes the result of a call that just wrote *t and returned st. */
+static mt_tensor *hold(scratch *s, mt_status st, mt_tensor **t) {
+  if (st) return s->st = st, NULL;
+  if (s->n == SCRATCH_MAX) {
+    mt_tensor_release(*t);
+    return s->st = mt_fail(MT_ENOMEM, "a backward formula needs more than %d temporaries", SCRATCH_MAX), NULL;
+  }
+  return s->held[s->n++] = *t;
+}
+static void scratch_free(scratch *s) {
+  for (int i = 0; i < s->n; i++) mt_tensor_release(s->held[i]);
+}
+/* Hands r (held by s) to *out with its own reference, frees the rest; returns s's status. */
+static mt_status scratch_result(scratch *s, mt_tensor *r, mt_tensor **out) {
+  if (!s->st) mt_tensor_retain(r), *out = r;
+  scratch_free(s);
+  return s->st;
+}
+static mt_tensor *bin(scratch *s, mt_binop op, const mt_tensor *x, const mt_tensor *y) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_binary(&r, op, x, y), &r);
+}
+static mt_tensor *num(scratch *s, double v) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_wrap_number(&r, mt_scalar_float(v)), &r);
+}
+static mt_tensor *where(scratch *s, const mt_tensor *c, const mt_tensor *x, const mt_tensor *y) {
+  mt_tensor *r = NULL;
+  return s->st ? NULL : hold(s, mt_where(&r, c, x, y), &r);
+}
+/* A reduction over the dims in `mask`, keeping them (as size 1). */
+static mt_tensor *red(scratch *s, rop op, const mt_tensor *x, uint32_t mask) {
+  int64_t dims[MT_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < x->ndim; d++)
+    if (mask >> d & 1) dims[n++] = d;
+  mt_tensor *r = NULL;
+  if (s->st) return NULL;
+  if (n == 0) return hold(s, mt_alias(&r, x), &r); /* 0-dim: nothing to reduce */
+  return hold(s, reduce(&r, x, n, dims, true, op, 0), &r);
+}
+/* g, shaped like the result, as a view of rank ndim with the reduced dims back as size 1. */
+static mt_tensor *unreduce(scratch *s, const mt_tensor *g, int ndim, uint32_t mask, bool keepdim) {
+  mt_tensor *r = NULL;
+  if (s->st) return NULL;
+  if (keepdim || mask == 0) return hold(s, mt_alias(&r, g), &r);
+  int64_t sz[MT_MAX_DIMS], sd[MT_MAX_DIMS];
+  for (int d = 0, j = 0; d < ndim; d++)
+    if (mask >> d & 1) sz[d] = 1, sd[d] = 1;
+    else sz[d] = g->sizes[j], sd[d] = g->strides[j], j++;
+  return hold(s, mt_make_view(&r, g, g->offset, ndim, sz, sd), &r);
+}
+
+typedef struct reduce_node {
+  mt_node base;
+  rop op;
+  uint32_t mask;
+  bool keepdim;
+  int64_t correction;
+  mt_saved x, out;
+} reduce_node;
+
+static void reduce_release(mt_node *n) {
+  reduce_node *r = (reduce_node *)n;
+  mt_saved_release(&r->x);
+  mt_saved_release(&r->out);
+}
+
+/* var' = 2 (x - mean) / (N - correction), times the incoming gradient gk. */
+static mt_tensor *var_grad(scratch *s, const mt_tensor *gk, const mt_tensor *x, uint32_t mask, int64_t n,
+                           int64_t correction) {
+  mt_tensor *dev = bin(s, MT_SUB, x, red(s, OP_MEAN, x, mask));
+  return bin(s, MT_MUL, bin(s, MT_MUL, gk, dev), num(s, 2.0 / (double)(n - correction)));
+}
+
+/* prod' is the product of the other elements: out / x while no element is zero. With zeros
+ * (PyTorch's prod_backward): the one zero of a slice gets the product of the others, every
+ * other element 0; a slice with two or more zeros gives 0 throughout. */
+static mt_tensor *prod_grad(scratch *s, const mt_tensor *gk, const mt_tensor *x, const mt_tensor *outk, uint32_t mask) {
+  mt_tensor *zero = num(s, 0), *one = num(s, 1), *is_zero = bin(s, MT_EQ, x, zero), *any = NULL;
+  mt_scalar has_zero = {0};
+  if (!s->st && hold(s, mt_any(&any, is_zero, 0, NULL, false), &any)) s->st = mt_item(any, &has_zero);
+  if (s->st) return NULL;
+  if (!has_zero.i) return bin(s, MT_DIV, bin(s, MT_MUL, gk, outk), x);
+  mt_tensor *x1 = where(s, is_zero, one, x);   /* zeros out of the way */
+  mt_tensor *others = red(s, OP_PROD, x1, mask); /* product of the non-zeros */
+  mt_tensor *count = red(s, OP_SUM, is_zero, mask);
+  mt_tensor *at_zero = where(s, bin(s, MT_EQ, count, one), others, zero);
+  mt_tensor *elsewhere = bin(s, MT_DIV, where(s, bin(s, MT_EQ, count, zero), others, zero), x1);
+  return bin(s, MT_MUL, gk, where(s, is_zero, at_zero, elsewhere));
+}
+
+static mt_status reduce_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  reduce_node *rn = (reduce_node *)n;
+  const mt_edge *e = &n->next[0];
+  if (!gout[0] || !mt_edge_live(e)) return MT_OK;
+  mt_tensor *x = NULL, *out = NULL;
+  mt_status st;
+  if (rn->x.t && (st = mt_saved_get(&rn->x, n, &x))) return st;
+  if (rn->out.t && (st = mt_saved_get(&rn->out, n, &out))) return st;
+  int64_t count = 1; /* elements per slice */
+  for (int d = 0; d < e->ndim; d++)
+    if (rn->mask >> d & 1) count *= e->sizes[d];
+
+  scratch s = {0};
+  mt_tensor *gk = unreduce(&s, gout[0], e->ndim, rn->mask, rn->keepdim), *r = NULL;
+  mt_tensor *outk = out ? unreduce(&s, out, e->ndim, rn->mask, rn->keepdim) : NULL;
+  switch (rn->op) {
+  case OP_SUM:
+    if (!s.st) r = hold(&s, mt_expand(&r, gk, e->ndim, e->sizes), &r);
+    break;
+  case OP_MEAN: {
+    mt_tensor *scaled = bin(&s, MT_DIV, gk, num(&s, (double)count));
+    if (!s.st) r = hold(&s, mt_expand(&r, scaled, e->ndim, e->sizes), &r);
+    break;
+  }
+  case OP_PROD:
+    r = prod_grad(&s, gk, x, outk, rn->mask);
+    break;
+  case OP_VAR:
+    r = var_grad(&s, gk, x, rn->mask, count, rn->correction);
+    break;
+  case OP_STD: { /* std' = var' / (2 std), and 0 where std is 0 */
+    mt_tensor *gv = bin(&s, MT_DIV, gk, bin(&s, MT_MUL, outk, num(&s, 2)));
+    gv = where(&s, bin(&s, MT_EQ, outk, num(&s, 0)), num(&s, 0), gv);
+    r = var_grad(&s, gv, x, rn->mask, count, rn->correction);
+    break;
+  }
+  case OP_AMAX:
+  case OP_AMIN: { /* split evenly among the elements equal to the result */
+    mt_tensor *hit = bin(&s, MT_EQ, x, outk);
+    r = bin(&s, MT_MUL, bin(&s, MT_DIV, gk, red(&s, OP_SUM, hit, rn->mask)), hit);
+    break;
+  }
+  default:
+    s.st = mt_fail(MT_ESTATE, "%s has no gradient", n->name);
+  }
+  return scratch_result(&s, r, &gin[0]);
+}
+
+static const char *const reduce_names[NUM_OPS][2] = {
+    /* [op][dims given] */
+    [OP_SUM] = {"SumBackward0", "SumBackward1"},   [OP_PROD] = {"ProdBackward0", "ProdBackward1"},
+    [OP_MEAN] = {"MeanBackward0", "MeanBackward1"}, [OP_VAR] = {"VarBackward0", "VarBackward0"},
+    [OP_STD] = {"StdBackward0", "StdBackward0"},   [OP_AMAX] = {"AmaxBackward0", "AmaxBackward0"},
+    [OP_AMIN] = {"AminBackward0", "AminBackward0"},
+};
+
+/* reduce(), recording a node when t requires grad. The forward then runs with grad mode off,
+ * so that its internal conversions and copies record nothing. */
+static mt_status reduce_rec(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim, rop op,
+                            int64_t correction) {
+  if (!reduce_names[op][0] || !mt_grad_needed(1, &t)) return reduce(out, t, ndims, dims, keepdim, op, correction);
+  mt_tensor *res;
+  mt_set_grad_enabled(false);
+  mt_status st = reduce(&res, t, ndims, dims, keepdim, op, correction);
+  mt_set_grad_enabled(true);
+  if (st) return st;
+  reduce_node *n = (reduce_node *)mt_node_new(sizeof *n, reduce_names[op][ndims > 0], reduce_backward, reduce_release,
+                                               1, &t, 1);
+  if (!n) st = MT_ENOMEM;
+  else {
+    parse_dims(t, ndims, dims, &n->mask); /* checked by the forward */
+    n->op = op, n->keepdim = keepdim, n->correction = correction;
+    if (op != OP_SUM && op != OP_MEAN) st = mt_save_tensor(&n->x, t);
+    if (!st && (op == OP_PROD || op == OP_STD || op == OP_AMAX || op == OP_AMIN)) st = mt_save_tensor(&n->out, res);
+    if (!st) mt_node_set_output(&n->base, res, 0);
+    mt_node_release(&n->base);
+  }
+  if (st) {
+    mt_tensor_release(res);
+    return st;
+  }
+  *out = res;
+  return MT_OK;
+}
+
 MT_API mt_status mt_sum(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_SUM, 0);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_SUM, 0);
 }
 MT_API mt_status mt_prod(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_PROD, 0);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_PROD, 0);
 }
 MT_API mt_status mt_mean(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_MEAN, 0);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_MEAN, 0);
 }
 MT_API mt_status mt_var(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
                         bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_VAR, correction);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_VAR, correction);
 }
 MT_API mt_status mt_std(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
                         bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_STD, correction);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_STD, correction);
 }
 MT_API mt_status mt_amax(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_AMAX, 0);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_AMAX, 0);
 }
 MT_API mt_status mt_amin(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_AMIN, 0);
+  return reduce_rec(out, t, ndims, dims, keepdim, OP_AMIN, 0);
 }
 MT_API mt_status mt_all(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
   return reduce(out, t, ndims, dims, keepdim, OP_ALL, 0);
@@ -578,11 +771,66 @@ static mt_status arg_reduce(mt_tensor **values, mt_tensor **indices, const mt_te
   return MT_OK;
 }
 
+/* max/min along a dim: the gradient goes to the selected index (ties: the one reported). */
+typedef struct select_node {
+  mt_node base;
+  int dim;
+  bool keepdim;
+  mt_saved idx;
+} select_node;
+
+static void select_release(mt_node *n) { mt_saved_release(&((select_node *)n)->idx); }
+
+static mt_status select_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  select_node *sn = (select_node *)n;
+  const mt_edge *e = &n->next[0];
+  mt_tensor *idx, *g = gout[0];
+  mt_status st;
+  if (!g || !mt_edge_live(e)) return MT_OK;
+  if ((st = mt_saved_get(&sn->idx, n, &idx))) return st;
+  if (e->ndim == 0) return mt_tensor_retain(g), gin[0] = g, MT_OK;
+  uint32_t mask = 1u << sn->dim;
+  scratch s = {0};
+  mt_tensor *zeros = NULL, *r = NULL;
+  hold(&s, mt_zeros(&zeros, g->dtype, e->ndim, e->sizes), &zeros);
+  mt_tensor *gk = unreduce(&s, g, e->ndim, mask, sn->keepdim), *ik = unreduce(&s, idx, e->ndim, mask, sn->keepdim);
+  if (!s.st) hold(&s, mt_scatter(&r, zeros, sn->dim, ik, gk), &r);
+  return scratch_result(&s, r, &gin[0]);
+}
+
+static mt_status select_rec(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim,
+                            bool is_max) {
+  const char *what = is_max ? "max" : "min";
+  if (!values || !mt_grad_needed(1, &t)) return arg_reduce(values, indices, t, false, dim, keepdim, is_max, what);
+  mt_tensor *vals, *idx;
+  mt_set_grad_enabled(false);
+  mt_status st = arg_reduce(&vals, &idx, t, false, dim, keepdim, is_max, what);
+  mt_set_grad_enabled(true);
+  if (st) return st;
+  select_node *n = (select_node *)mt_node_new(sizeof *n, is_max ? "MaxBackward0" : "MinBackward0", select_backward,
+                                               select_release, 1, &t, 1);
+  if (!n) st = MT_ENOMEM;
+  else {
+    mt_wrap_dim(dim, t->ndim, &n->dim); /* checked by the forward */
+    n->keepdim = keepdim;
+    if (!(st = mt_save_tensor(&n->idx, idx))) mt_node_set_output(&n->base, vals, 0);
+    mt_node_release(&n->base);
+  }
+  if (st) {
+    mt_tensor_release(vals);
+    mt_tensor_release(idx);
+    return st;
+  }
+  *values = vals;
+  *indices = idx;
+  return MT_OK;
+}
+
 MT_API mt_status mt_max_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim) {
-  return arg_reduce(values, indices, t, false, dim, keepdim, true, "max");
+  return select_rec(values, indices, t, dim, keepdim, true);
 }
 MT_API mt_status mt_min_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim) {
-  return arg_reduce(values, indices, t, false, dim, keepdim, false, "min");
+  return select_rec(values, indices, t, dim, keepdim, false);
 }
 MT_API mt_status mt_argmax(mt_tensor **out, const mt_tensor *t, bool all_dims, int64_t dim, bool keepdim) {
   return arg_reduce(NULL, out, t, all_dims, dim, keepdim, true, "argmax");

@@ -8,6 +8,7 @@
  * bounded heap keyed on (value, index) finds them in O(n log k), then heapsort orders them;
  * otherwise the whole slice is sorted. Either way ties go to the lowest index.
  * float16 and bfloat16 are ordered as float32 (exact both ways) and converted back.
+ * The values are differentiable: their gradient is scattered back through the indices.
  */
 #include "mt_internal.h"
 
@@ -197,11 +198,63 @@ static mt_status order(mt_tensor **values, mt_tensor **indices, const mt_tensor 
   return MT_OK;
 }
 
+/* ---- backward: the values' gradient goes back to where each value came from --------------- */
+
+typedef struct order_node {
+  mt_node base;
+  int dim;
+  mt_saved idx;
+} order_node;
+
+static void order_release(mt_node *n) { mt_saved_release(&((order_node *)n)->idx); }
+
+static mt_status order_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  order_node *on = (order_node *)n;
+  const mt_edge *e = &n->next[0];
+  mt_tensor *idx, *zeros, *g = gout[0];
+  mt_status st;
+  if (!g || !mt_edge_live(e)) return MT_OK;
+  if ((st = mt_saved_get(&on->idx, n, &idx))) return st;
+  if (e->ndim == 0) return mt_tensor_retain(g), gin[0] = g, MT_OK; /* its own sort */
+  if ((st = mt_zeros(&zeros, g->dtype, e->ndim, e->sizes))) return st;
+  st = mt_scatter(&gin[0], zeros, on->dim, idx, g);
+  mt_tensor_release(zeros);
+  return st;
+}
+
+/* order(), recording a node for the values when t requires grad (indices never do). The
+ * forward runs with grad mode off, so that its internal copies record nothing. */
+static mt_status order_rec(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, int64_t k,
+                           bool desc, bool partial) {
+  if (!mt_grad_needed(1, &t)) return order(values, indices, t, dim, k, desc, partial);
+  mt_tensor *vals, *idx;
+  mt_set_grad_enabled(false);
+  mt_status st = order(&vals, &idx, t, dim, k, desc, partial);
+  mt_set_grad_enabled(true);
+  if (st) return st;
+  order_node *n = (order_node *)mt_node_new(sizeof *n, partial ? "TopkBackward0" : "SortBackward0", order_backward,
+                                            order_release, 1, &t, 1);
+  if (!n) st = MT_ENOMEM;
+  else {
+    mt_wrap_dim(dim, t->ndim, &n->dim); /* checked by the forward */
+    if (!(st = mt_save_tensor(&n->idx, idx))) mt_node_set_output(&n->base, vals, 0);
+    mt_node_release(&n->base);
+  }
+  if (st) {
+    mt_tensor_release(vals);
+    mt_tensor_release(idx);
+    return st;
+  }
+  *values = vals;
+  *indices = idx;
+  return MT_OK;
+}
+
 MT_API mt_status mt_sort(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool descending) {
-  return order(values, indices, t, dim, 0, descending, false);
+  return order_rec(values, indices, t, dim, 0, descending, false);
 }
 
 MT_API mt_status mt_topk(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t k, int64_t dim,
                          bool largest) {
-  return order(values, indices, t, dim, k, largest, true);
+  return order_rec(values, indices, t, dim, k, largest, true);
 }
