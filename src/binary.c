@@ -440,7 +440,11 @@ static mt_status binary_forward(mt_tensor **out, mt_binop op, const mt_tensor *a
 MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
   if (!out || !a || !b) return mt_fail(MT_EARG, "missing tensor argument");
   mt_tensor *res;
+  const mt_tensor *ins[2] = {a, b};
+  bool recording = mt_grad_needed(2, ins);
+  if (recording) mt_set_grad_enabled(false); /* conversions inside must not record */
   mt_status st = binary_forward(&res, op, a, b);
+  if (recording) mt_set_grad_enabled(true);
   if (st) return st;
   if ((st = record_binary(res, op, a, b))) {
     mt_tensor_release(res);
@@ -582,11 +586,16 @@ static mt_status binary_backward(mt_node *n, mt_tensor *const *gout, mt_tensor *
     if (need_a && !(ga = bin(MT_DIV, g, b))) goto fail;
     if (need_b && !(gb = bin_take(MT_MUL, bin_take(MT_DIV, una(MT_NEG, g), b), out))) goto fail;
     break;
-  case MT_POW: /* a^b: b * a^(b-1), and out * log(a) (0 where a == 0 and b >= 0) */
+  case MT_POW: /* a^b: b * a^(b-1) (0 where b == 0), and out * log(a) (0 where a == 0 and b >= 0) */
     if (need_a) {
       mt_tensor *bm1 = bin_scalar(MT_SUB, b, 1.0), *p = bm1 ? bin(MT_POW, a, bm1) : NULL;
       mt_tensor_release(bm1);
-      if (!(ga = bin_take(MT_MUL, bin_take(MT_MUL, p, b), g))) goto fail;
+      mt_tensor *d = bin_take(MT_MUL, p, b), *b0 = bin_scalar(MT_EQ, b, 0), *zero = NULL, *dm = NULL;
+      if (d && b0 && !(helper_status = mt_wrap_number(&zero, mt_scalar_float(0))) &&
+          !(helper_status = mt_where(&dm, b0, zero, d)))
+        ga = bin(MT_MUL, dm, g);
+      mt_tensor_release(d), mt_tensor_release(b0), mt_tensor_release(zero), mt_tensor_release(dm);
+      if (!ga) goto fail;
     }
     if (need_b) {
       mt_tensor *l = bin_take(MT_MUL, una(MT_LOG, a), out), *az = bin_scalar(MT_EQ, a, 0),

@@ -96,6 +96,17 @@ static void test_engine(void) {
   mt_tensor_release(w);
   FAILS(mt_backward(ones, NULL, false), MT_ESTATE, "does not require grad");
 
+  /* pow at the corners PyTorch defines: d(0^0)/da = 0, d(0^b)/db = 0 for b >= 0 */
+  mt_tensor *zb, *za, *p;
+  OK(mt_zeros(&za, MT_FLOAT64, 1, sz));
+  OK(mt_zeros(&zb, MT_FLOAT64, 1, sz));
+  OK(mt_requires_grad_(za, true));
+  OK(mt_requires_grad_(zb, true));
+  OK(mt_binary(&p, MT_POW, za, zb));
+  OK(mt_backward(p, ones, false));
+  for (int i = 0; i < 3; i++) CHECK(val(za->grad, i) == 0 && val(zb->grad, i) == 0);
+  mt_tensor_release(p), mt_tensor_release(za), mt_tensor_release(zb);
+
   /* mixed dtypes: a float32 leaf gets a float32 gradient */
   mt_tensor *f;
   OK(mt_to_dtype(&f, ones, MT_FLOAT32));
