@@ -63,8 +63,12 @@ void lmt_reduce_dims(lua_State *L, int arg, int ndim, int *ndims, int64_t *dims,
 typedef struct lmt_opts {
   bool has_dtype;
   mt_dtype dtype;
+  bool requires_grad;
 } lmt_opts;
 void lmt_options(lua_State *L, int arg, lmt_opts *o, const char *fname);
+/* Applies the options that act on the made tensor (requires_grad) to the tensor at the top of
+ * the stack; raises if they cannot apply (requires_grad on an integer dtype). lmt_autograd.c */
+void lmt_finish_options(lua_State *L, const lmt_opts *o, const char *fname);
 
 /* A tensor operand from a tensor or a Lua number/boolean (wrapped as a 0-dim tensor that is
  * weakest in type promotion). *tmp receives the wrapped tensor to release, or NULL. */
@@ -76,6 +80,10 @@ mt_tensor *lmt_operand(lua_State *L, int arg, mt_tensor **tmp, const char *fname
 mt_tensor *lmt_index_in(lua_State *L, int arg, int64_t limit, int dim, const char *fname);
 /* Shifts a fresh 0-based int64 index tensor produced by the core to 1-based, in place. */
 void lmt_index_out(mt_tensor *t);
+/* The same for the indices an op returned beside `values`: in place, unless values was recorded
+ * for autograd (its node keeps the 0-based indices for backward); then *indices is replaced by
+ * a shifted copy. */
+void lmt_index_out_of(lua_State *L, mt_tensor **indices, const mt_tensor *values, const char *fname);
 
 /* ---- registration (one per file) ----------------------------------------------------------
  * Each adds its functions to the tensor metatable (metamethods), the methods table and the
@@ -87,6 +95,8 @@ void lmt_open_create(lua_State *L, const lmt_tables *tb);
 void lmt_open_shape(lua_State *L, const lmt_tables *tb);
 void lmt_open_math(lua_State *L, const lmt_tables *tb);
 void lmt_open_reduce(lua_State *L, const lmt_tables *tb);
+void lmt_open_autograd(lua_State *L, const lmt_tables *tb); /* requires_grad, grad, backward, grad mode */
+void lmt_open_serialize(lua_State *L, const lmt_tables *tb); /* checkpoint files (raw entry points) */
 /* Sets every function of `regs` into the table at absolute index `idx`. */
 void lmt_setfuncs(lua_State *L, int idx, const luaL_Reg *regs);
 

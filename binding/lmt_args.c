@@ -159,6 +159,7 @@ void lmt_reduce_dims(lua_State *L, int arg, int ndim, int *ndims, int64_t *dims,
 void lmt_options(lua_State *L, int arg, lmt_opts *o, const char *fname) {
   o->has_dtype = false;
   o->dtype = MT_FLOAT32;
+  o->requires_grad = false;
   if (lua_isnoneornil(L, arg)) return;
   if (lua_type(L, arg) != LUA_TTABLE) lmt_typeerror(L, arg, fname, "options table");
   arg = lua_absindex(L, arg);
@@ -169,7 +170,9 @@ void lmt_options(lua_State *L, int arg, lmt_opts *o, const char *fname) {
       o->dtype = lmt_checkdtype(L, -1, fname);
       o->has_dtype = true;
     } else if (k && strcmp(k, "requires_grad") == 0) {
-      if (lua_toboolean(L, -1)) lmt_error(L, fname, "requires_grad is not available yet");
+      if (lua_type(L, -1) != LUA_TBOOLEAN && !lua_isnil(L, -1))
+        lmt_error(L, fname, "option requires_grad must be a boolean, got %s", luaL_typename(L, -1));
+      o->requires_grad = lua_toboolean(L, -1);
     } else if (k && strcmp(k, "device") == 0) {
       if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "cpu") != 0)
         lmt_error(L, fname, "only the device 'cpu' is available");
@@ -256,4 +259,22 @@ void lmt_index_out(mt_tensor *t) {
     mt_scalar s;
     if (mt_get_flat(t, i, &s) == MT_OK) mt_set_flat(t, i, mt_scalar_int(s.i + 1));
   }
+}
+
+void lmt_index_out_of(lua_State *L, mt_tensor **indices, const mt_tensor *values, const char *fname) {
+  if (!values->grad_fn) {
+    lmt_index_out(*indices);
+    return;
+  }
+  mt_tensor *one, *shifted;
+  mt_status st = mt_wrap_number(&one, mt_scalar_int(1));
+  if (st == MT_OK) {
+    st = mt_binary(&shifted, MT_ADD, *indices, one);
+    mt_tensor_release(one);
+  }
+  if (st == MT_OK) {
+    mt_tensor_release(*indices);
+    *indices = shifted;
+  }
+  lmt_check_status(L, st, fname);
 }

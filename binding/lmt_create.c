@@ -147,9 +147,13 @@ static int l_tensor(lua_State *L) {
   lmt_options(L, 2, &o, NAME);
   mt_tensor *src = lmt_test(L, 1);
   mt_tensor **out = lmt_slot(L);
-  if (src) { /* a copy, as torch.tensor(t) makes */
+  if (src) { /* a copy without history, as torch.tensor(t) makes */
+    bool grad_mode = mt_is_grad_enabled();
+    mt_set_grad_enabled(false);
     mt_status st = o.has_dtype && o.dtype != src->dtype ? mt_to_dtype(out, src, o.dtype) : mt_clone(out, src);
+    mt_set_grad_enabled(grad_mode);
     lmt_check_status(L, st, NAME);
+    lmt_finish_options(L, &o, NAME);
     return 1;
   }
   nested n;
@@ -165,6 +169,7 @@ static int l_tensor(lua_State *L) {
   lmt_check_status(L, mt_empty(out, dt, n.ndim, n.sizes), NAME);
   filler f = {(char *)mt_data(*out), mt_dtype_info(dt)->size, dt, mt_dtype_info(dt)};
   nested_fill(L, 1, 0, n.ndim, &f);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -190,6 +195,7 @@ static int make_filled(lua_State *L, const char *fname, int kind) {
   default: st = mt_empty(out, o.dtype, ndim, sizes); break;
   }
   lmt_check_status(L, st, fname);
+  lmt_finish_options(L, &o, fname);
   return 1;
 }
 
@@ -220,6 +226,7 @@ static int l_full(lua_State *L) {
   lmt_options(L, 3, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_full(out, o.has_dtype ? o.dtype : scalar_dtype(v), ndim, sizes, v), NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -243,6 +250,7 @@ static int make_like(lua_State *L, const char *fname, int kind) {
     if (st == MT_OK) st = kind == LIKE_RAND ? mt_uniform_(*out, 0, 1, NULL) : mt_normal_(*out, 0, 1, NULL);
   }
   lmt_check_status(L, st, fname);
+  lmt_finish_options(L, &o, fname);
   return 1;
 }
 
@@ -260,6 +268,7 @@ static int l_full_like(lua_State *L) {
   lmt_options(L, 3, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_full(out, o.has_dtype ? o.dtype : t->dtype, t->ndim, t->sizes, v), NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -293,6 +302,7 @@ static int l_arange(lua_State *L) {
   mt_dtype dt = o.has_dtype ? o.dtype : any_float ? MT_FLOAT32 : MT_INT64;
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_arange(out, dt, start, stop, step), NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -304,6 +314,7 @@ static int l_linspace(lua_State *L) {
   lmt_options(L, 4, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_linspace(out, o.dtype, start, stop, steps), NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -321,6 +332,7 @@ static int l_eye(lua_State *L) {
   lmt_options(L, opt, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_eye(out, o.dtype, n, m), NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -337,6 +349,7 @@ static int make_random(lua_State *L, const char *fname, bool normal) {
   mt_status st = mt_empty(out, o.dtype, ndim, sizes);
   if (st == MT_OK) st = normal ? mt_normal_(*out, 0, 1, NULL) : mt_uniform_(*out, 0, 1, NULL);
   lmt_check_status(L, st, fname);
+  lmt_finish_options(L, &o, fname);
   return 1;
 }
 
@@ -375,6 +388,7 @@ static int l_randint(lua_State *L) {
   mt_status st = mt_empty(out, o.has_dtype ? o.dtype : MT_INT64, ndim, sizes);
   if (st == MT_OK) st = mt_randint_(*out, low, high, NULL);
   lmt_check_status(L, st, NAME);
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 
@@ -392,6 +406,7 @@ static int l_randperm(lua_State *L) {
     mt_tensor **conv = lmt_slot(L);
     lmt_check_status(L, mt_to_dtype(conv, *out, o.dtype), NAME);
   }
+  lmt_finish_options(L, &o, NAME);
   return 1;
 }
 

@@ -97,7 +97,7 @@ static int max_min(lua_State *L, bool is_max, const char *fname) {
   mt_tensor **values = lmt_slot(L);
   mt_tensor **indices = lmt_slot(L);
   lmt_check_status(L, (is_max ? mt_max_dim : mt_min_dim)(values, indices, t, d, keepdim), fname);
-  lmt_index_out(*indices);
+  lmt_index_out_of(L, indices, *values, fname);
   return 2;
 }
 
@@ -164,7 +164,7 @@ static int m_sort(lua_State *L) {
   mt_tensor **values = lmt_slot(L);
   mt_tensor **indices = lmt_slot(L);
   lmt_check_status(L, mt_sort(values, indices, t, d, descending), NAME);
-  lmt_index_out(*indices);
+  lmt_index_out_of(L, indices, *values, NAME);
   return 2;
 }
 
@@ -189,7 +189,7 @@ static int m_topk(lua_State *L) {
   mt_tensor **values = lmt_slot(L);
   mt_tensor **indices = lmt_slot(L);
   lmt_check_status(L, mt_topk(values, indices, t, k, d, largest), NAME);
-  lmt_index_out(*indices);
+  lmt_index_out_of(L, indices, *values, NAME);
   return 2;
 }
 

@@ -277,9 +277,8 @@ static int m_transpose(lua_State *L) {
 
 static int m_t(lua_State *L) {
   mt_tensor *t = lmt_check(L, 1, "t");
-  if (t->ndim > 2) return lmt_error(L, "t", "expects a tensor with at most 2 dims, got %d (use transpose)", t->ndim);
   mt_tensor **out = lmt_slot(L);
-  lmt_check_status(L, t->ndim == 2 ? mt_transpose(out, t, 0, 1) : mt_alias(out, t), "t");
+  lmt_check_status(L, mt_t(out, t), "t");
   return 1;
 }
 

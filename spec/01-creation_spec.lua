@@ -74,7 +74,7 @@ describe("torch.tensor", function()
   end
 
   -- Autograd is issue 4; this spec goes live with it.
-  pending("honours opts.requires_grad", function()
+  it("honours opts.requires_grad", function()
     local t = torch.tensor({ 1.0, 2.0 }, { requires_grad = true })
     assert.is_true(t.requires_grad)
     assert.is_false(torch.tensor({ 1.0 }).requires_grad)

@@ -95,6 +95,9 @@ mt_node *mt_node_new(size_t size, const char *name, mt_backward_fn backward, voi
 }
 
 void mt_node_set_output(mt_node *n, mt_tensor *out, int nr) {
+  /* An op whose forward went through other recorded ops gives its own node the last word;
+   * the history recorded underneath is dropped instead of leaked. */
+  mt_node_release(out->grad_fn);
   n->refcount++;
   out->grad_fn = n;
   out->output_nr = nr;

@@ -652,7 +652,13 @@ static mt_status record_binary(mt_tensor *out, mt_binop op, const mt_tensor *a, 
   if (!mt_dtype_is_float(out->dtype))
     return mt_fail(MT_EDTYPE, "%s of a tensor that requires grad gives %s, which cannot carry gradients",
                    mt_binop_name(op), mt_dtype_name(out->dtype));
-  binary_node *n = (binary_node *)mt_node_new(sizeof *n, backward_names[op], binary_backward, binary_release, 2, ins, 1);
+  /* PyTorch names the overloads with a plain number apart (a ^ 2, 2 - a, ...) */
+  const char *name = backward_names[op];
+  if (b->wrapped_number && op == MT_POW) name = "PowBackward0";
+  else if (b->wrapped_number && op == MT_FMOD) name = "FmodBackward0";
+  else if (b->wrapped_number && op == MT_REMAINDER) name = "RemainderBackward0";
+  else if (a->wrapped_number && op == MT_SUB) name = "RsubBackward1";
+  binary_node *n = (binary_node *)mt_node_new(sizeof *n, name, binary_backward, binary_release, 2, ins, 1);
   if (!n) return MT_ENOMEM;
   n->op = op;
   bool save_a = op == MT_MUL || op == MT_POW || op == MT_MAXIMUM || op == MT_MINIMUM || op == MT_FMOD || op == MT_REMAINDER;

@@ -1,6 +1,10 @@
 /*
  * copy.c — copies with dtype conversion (one loop per (dst, src) pair, generated), and the
  * copy-shaped operations built on them: contiguous, clone, to, copy_, fill_.
+ *
+ * Autograd: clone, contiguous (when it copies) and to (when it converts) pass the gradient
+ * through unchanged; the engine casts it back to the input's dtype. Conversions to an integer
+ * dtype carry no gradient.
  */
 #include "mt_internal.h"
 
@@ -117,6 +121,8 @@ static bool ranges_overlap(const mt_tensor *a, const mt_tensor *b) {
   return lo[0] < hi[1] && lo[1] < hi[0];
 }
 
+static mt_status clone_plain(mt_tensor **out, const mt_tensor *t);
+
 mt_status mt_copy_into(mt_tensor *dst, const mt_tensor *src) {
   /* A source that shares memory with the destination in a different layout is copied aside
    * first, so that no element is overwritten before it is read. */
@@ -125,7 +131,7 @@ mt_status mt_copy_into(mt_tensor *dst, const mt_tensor *src) {
   mt_tensor *tmp = NULL;
   mt_status st;
   if (!same_view && ranges_overlap(dst, src)) {
-    if ((st = mt_clone(&tmp, src))) return st;
+    if ((st = clone_plain(&tmp, src))) return st;
     src = tmp;
   }
   mt_iter it;
@@ -141,7 +147,36 @@ MT_API mt_status mt_copy_(mt_tensor *dst, const mt_tensor *src) {
   return st ? st : mt_copy_into(dst, src);
 }
 
-MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t) {
+/* ---- autograd: the gradient goes through as it is ------------------------------------------ */
+
+static mt_status pass_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  (void)n;
+  if (gout[0]) {
+    mt_tensor_retain(gout[0]);
+    gin[0] = gout[0];
+  }
+  return MT_OK;
+}
+
+/* Gives the fresh copy `*res` of t its node when t takes part in autograd; on failure
+ * releases *res. Integer copies of float tensors stay without history. */
+static mt_status record_copy(mt_tensor **res, const mt_tensor *t, const char *name) {
+  if (!mt_grad_needed(1, &t) || !mt_dtype_is_float((*res)->dtype)) return MT_OK;
+  const mt_tensor *ins[1] = {t};
+  mt_node *n = mt_node_new(sizeof *n, name, pass_backward, NULL, 1, ins, 1);
+  if (!n) {
+    mt_tensor_release(*res);
+    *res = NULL;
+    return MT_ENOMEM;
+  }
+  mt_node_set_output(n, *res, 0);
+  mt_node_release(n);
+  return MT_OK;
+}
+
+/* ---- clone, contiguous, to ----------------------------------------------------------------- */
+
+static mt_status clone_plain(mt_tensor **out, const mt_tensor *t) {
   mt_tensor *c;
   mt_status st = mt_empty_like(&c, t, t->dtype);
   if (st) return st;
@@ -153,6 +188,14 @@ MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t) {
     mt_iter_init(&it, 2, ops); /* same shape: cannot fail */
     mt_iter_run(&it, mt_convert_loop(t->dtype, t->dtype), NULL);
   }
+  *out = c;
+  return MT_OK;
+}
+
+MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t) {
+  mt_tensor *c;
+  mt_status st = clone_plain(&c, t);
+  if (st || (st = record_copy(&c, t, "CloneBackward0"))) return st;
   *out = c;
   return MT_OK;
 }
@@ -180,6 +223,7 @@ MT_API mt_status mt_to_dtype(mt_tensor **out, const mt_tensor *t, mt_dtype dt) {
   const mt_tensor *ops[2] = {c, t};
   mt_iter_init(&it, 2, ops);
   mt_iter_run(&it, mt_convert_loop(dt, t->dtype), NULL);
+  if ((st = record_copy(&c, t, "ToCopyBackward0"))) return st;
   *out = c;
   return MT_OK;
 }

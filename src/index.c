@@ -10,6 +10,11 @@
  * Every index is range-checked before any element moves, so a failing call writes nothing.
  * Index tensors are int64 or int32; a contiguous int64 index is read in place, any other is
  * converted once to contiguous int64.
+ *
+ * Autograd (PyTorch's formulas): index_select sends its gradient back with index_add into
+ * zeros, gather with scatter_add into zeros; scatter and scatter_add send src the gradient
+ * gathered at index, and the input the gradient (with the overwritten positions zeroed, for
+ * scatter). Each node saves the index.
  */
 #include "mt_internal.h"
 
@@ -214,6 +219,168 @@ static mt_status load_index(const mt_tensor *index, int64_t limit, int dim, bool
 }
 
 
+/* t as dtype dt without autograd (the op records its own node): t itself when it already is. */
+static mt_status converted(mt_tensor **out, const mt_tensor *t, mt_dtype dt) {
+  if (t->dtype == dt) {
+    mt_tensor_retain((mt_tensor *)t);
+    *out = (mt_tensor *)t;
+    return MT_OK;
+  }
+  mt_tensor *c;
+  mt_status st = mt_empty_like(&c, t, dt);
+  if (st == MT_OK && (st = mt_copy_into(c, t)) != MT_OK) mt_tensor_release(c);
+  if (st == MT_OK) *out = c;
+  return st;
+}
+
+/* r[p with p[d] = ix[p]] (+)= s[p] for p over held's shape (the loaded index); s has r's dtype
+ * and fits held's shape. Callers skip an empty index. */
+static void scatter_run(mt_tensor *r, int d, const mt_tensor *held, const int64_t *ix, const mt_tensor *s,
+                        bool accumulate) {
+  int64_t es = (int64_t)mt_dtype_size(r->dtype);
+  walk w = {.nd = ne_ndim(r), .dst = mt_data(r), .src = mt_data(s), .idx = ix};
+  for (int k = 0; k < w.nd; k++) {
+    w.sizes[k] = ne_size(held, k);
+    w.dst_st[k] = k == d ? 0 : ne_stride(r, k) * es;
+    w.src_st[k] = ne_stride(s, k) * es;
+    w.idx_st[k] = ne_stride(held, k);
+  }
+  w.dxs = ne_stride(r, d) * es;
+  walk_run(&w, accumulate ? add_kernel(r->dtype) : copy_kernel((size_t)es));
+}
+
+/* ---- autograd ---------------------------------------------------------------------------- */
+
+typedef struct index_node {
+  mt_node base;
+  int dim;
+  mt_saved index;
+} index_node;
+
+static void index_release(mt_node *n) { mt_saved_release(&((index_node *)n)->index); }
+
+/* Gives the fresh result `*res` its node when an input takes part in autograd (and the result
+ * can carry gradients); on failure releases *res. */
+static mt_status record_index(mt_tensor **res, const char *name, mt_backward_fn backward, int n,
+                              const mt_tensor *const *ins, int dim, const mt_tensor *index) {
+  if (!mt_grad_needed(n, ins) || !mt_dtype_is_float((*res)->dtype)) return MT_OK;
+  index_node *node = (index_node *)mt_node_new(sizeof *node, name, backward, index_release, n, ins, 1);
+  mt_status st = node ? mt_save_tensor(&node->index, index) : MT_ENOMEM;
+  if (st == MT_OK) {
+    node->dim = dim;
+    mt_node_set_output(&node->base, *res, 0);
+  }
+  mt_node_release(node ? &node->base : NULL);
+  if (st != MT_OK) {
+    mt_tensor_release(*res);
+    *res = NULL;
+  }
+  return st;
+}
+
+/* Zeros in the shape of input i of n, in g's dtype. */
+static mt_status zeros_for(mt_tensor **out, const mt_node *n, int i, const mt_tensor *g) {
+  return mt_zeros(out, g->dtype, n->next[i].ndim, n->next[i].sizes);
+}
+
+static mt_status index_select_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  index_node *in = (index_node *)n;
+  mt_tensor *g = gout[0], *index, *z;
+  mt_status st;
+  if (!g) return MT_OK;
+  if ((st = mt_saved_get(&in->index, n, &index)) != MT_OK || (st = zeros_for(&z, n, 0, g)) != MT_OK) return st;
+  if ((st = mt_index_add_(z, in->dim, index, g)) != MT_OK) {
+    mt_tensor_release(z);
+    return st;
+  }
+  gin[0] = z;
+  return MT_OK;
+}
+
+static mt_status gather_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  index_node *in = (index_node *)n;
+  mt_tensor *g = gout[0], *index, *z, *held = NULL;
+  const int64_t *ix;
+  mt_status st;
+  if (!g) return MT_OK;
+  if ((st = mt_saved_get(&in->index, n, &index)) != MT_OK || (st = zeros_for(&z, n, 0, g)) != MT_OK) return st;
+  if (mt_numel(index) > 0) {
+    if ((st = load_index(index, ne_size(z, in->dim), in->dim, false, &held, &ix)) != MT_OK) {
+      mt_tensor_release(z);
+      return st;
+    }
+    scatter_run(z, in->dim, held, ix, g, true);
+    mt_tensor_release(held);
+  }
+  gin[0] = z;
+  return MT_OK;
+}
+
+/* src's gradient: g gathered at index, padded with zeros to src's shape where src reaches
+ * beyond index (those elements never reached the output). */
+static mt_status scatter_src_grad(mt_tensor **out, const mt_node *n, const mt_tensor *g, int dim,
+                                  const mt_tensor *index) {
+  const mt_edge *e = &n->next[1];
+  mt_tensor *gg, *z, *part;
+  mt_status st = mt_gather(&gg, g, dim, index);
+  if (st != MT_OK) return st;
+  if (gg->ndim == e->ndim && !memcmp(gg->sizes, e->sizes, sizeof(int64_t) * (size_t)e->ndim)) {
+    *out = gg;
+    return MT_OK;
+  }
+  if ((st = zeros_for(&z, n, 1, g)) == MT_OK && mt_numel(gg) > 0) {
+    int64_t sizes[MT_MAX_DIMS]; /* the leading corner of z that index covers */
+    for (int k = 0; k < z->ndim; k++) sizes[k] = ne_size(gg, k);
+    if ((st = mt_make_view(&part, z, z->offset, z->ndim, sizes, z->strides)) == MT_OK) {
+      st = mt_copy_into(part, gg);
+      mt_tensor_release(part);
+    }
+    if (st != MT_OK) mt_tensor_release(z);
+  }
+  mt_tensor_release(gg);
+  if (st == MT_OK) *out = z;
+  return st;
+}
+
+/* self: g with the scattered positions zeroed (scatter) or g itself (scatter_add). */
+static mt_status scatter_backward_impl(mt_node *n, mt_tensor *const *gout, mt_tensor **gin, bool accumulate) {
+  index_node *in = (index_node *)n;
+  mt_tensor *g = gout[0], *index, *r = NULL, *zero = NULL, *held = NULL;
+  const int64_t *ix;
+  mt_status st;
+  if (!g) return MT_OK;
+  if ((st = mt_saved_get(&in->index, n, &index)) != MT_OK) return st;
+  if (mt_edge_live(&n->next[0])) {
+    if (accumulate || mt_numel(index) == 0) {
+      mt_tensor_retain(g);
+      r = g;
+    } else {
+      if ((st = mt_clone(&r, g)) != MT_OK || (st = mt_zeros(&zero, g->dtype, index->ndim, index->sizes)) != MT_OK ||
+          (st = load_index(index, ne_size(r, in->dim), in->dim, false, &held, &ix)) != MT_OK)
+        goto fail;
+      scatter_run(r, in->dim, held, ix, zero, false);
+    }
+  }
+  if (mt_edge_live(&n->next[1]) && (st = scatter_src_grad(&gin[1], n, g, in->dim, index)) != MT_OK) goto fail;
+  gin[0] = r;
+  mt_tensor_release(zero);
+  mt_tensor_release(held);
+  return MT_OK;
+fail:
+  mt_tensor_release(r);
+  mt_tensor_release(zero);
+  mt_tensor_release(held);
+  return st;
+}
+
+static mt_status scatter_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  return scatter_backward_impl(n, gout, gin, false);
+}
+
+static mt_status scatter_add_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  return scatter_backward_impl(n, gout, gin, true);
+}
+
 /* ---- index_select ------------------------------------------------------------------------ */
 
 MT_API mt_status mt_index_select(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index) {
@@ -253,6 +420,7 @@ MT_API mt_status mt_index_select(mt_tensor **out, const mt_tensor *t, int64_t di
     walk_run(&w, copy_kernel((size_t)es));
   }
   mt_tensor_release(held);
+  if ((st = record_index(&r, "IndexSelectBackward0", index_select_backward, 1, &t, d, index)) != MT_OK) return st;
   *out = r;
   return MT_OK;
 }
@@ -308,6 +476,7 @@ MT_API mt_status mt_gather(mt_tensor **out, const mt_tensor *t, int64_t dim, con
     walk_run(&w, copy_kernel((size_t)es));
   }
   mt_tensor_release(held);
+  if ((st = record_index(&r, "GatherBackward0", gather_backward, 1, &t, d, index)) != MT_OK) return st;
   *out = r;
   return MT_OK;
 }
@@ -332,21 +501,14 @@ static mt_status scatter_impl(mt_tensor **out, const mt_tensor *t, int64_t dim, 
 
   mt_tensor *held = NULL, *s = NULL, *r = NULL;
   const int64_t *ix = NULL;
+  const mt_tensor *ins[2] = {t, src};
   if (!empty && (st = load_index(index, ne_size(t, d), d, false, &held, &ix)) != MT_OK) goto done;
-  if ((st = mt_clone(&r, t)) != MT_OK) goto done;
-  if (!empty) {
-    if ((st = mt_to_dtype(&s, src, t->dtype)) != MT_OK) goto done;
-    int64_t es = (int64_t)mt_dtype_size(t->dtype);
-    walk w = {.nd = ne_ndim(t), .dst = mt_data(r), .src = mt_data(s), .idx = ix};
-    for (int k = 0; k < w.nd; k++) {
-      w.sizes[k] = ne_size(held, k);
-      w.dst_st[k] = k == d ? 0 : ne_stride(r, k) * es;
-      w.src_st[k] = ne_stride(s, k) * es;
-      w.idx_st[k] = ne_stride(held, k);
-    }
-    w.dxs = ne_stride(r, d) * es;
-    walk_run(&w, accumulate ? add_kernel(t->dtype) : copy_kernel((size_t)es));
-  }
+  if (!empty && (st = converted(&s, src, t->dtype)) != MT_OK) goto done;
+  if ((st = mt_empty_like(&r, t, t->dtype)) != MT_OK) goto done;
+  if ((st = mt_copy_into(r, t)) != MT_OK) goto done;
+  if (!empty) scatter_run(r, d, held, ix, s, accumulate);
+  st = record_index(&r, accumulate ? "ScatterAddBackward0" : "ScatterBackward0",
+                    accumulate ? scatter_add_backward : scatter_backward, 2, ins, d, index);
 done:
   mt_tensor_release(held);
   mt_tensor_release(s);

@@ -5,6 +5,9 @@
  * that is contiguous and already of the result dtype moves with one memcpy per outer index
  * (one memcpy in all when joining along dim 0); anything else goes through mt_copy_ into a
  * narrowed view, which handles strides and dtype conversion.
+ *
+ * Autograd: each input's gradient is its slice of the result's gradient (a narrow for cat, a
+ * select for stack), a view without a copy.
  */
 #include "mt_internal.h"
 
@@ -33,7 +36,62 @@ static mt_status copy_into(mt_tensor *r, const mt_tensor *t, int dim, int64_t st
   return st;
 }
 
-MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int64_t dim) {
+/* ---- autograd ------------------------------------------------------------------------------ */
+
+typedef struct join_node {
+  mt_node base;
+  int dim;
+  int64_t starts[]; /* cat: each input's offset along dim, -1 for a skipped legacy-empty one */
+} join_node;
+
+static mt_status cat_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  const join_node *j = (const join_node *)n;
+  mt_tensor *g = gout[0];
+  mt_status st = MT_OK;
+  if (!g) return MT_OK;
+  for (int i = 0; i < n->ninputs && st == MT_OK; i++) {
+    const mt_edge *e = &n->next[i];
+    if (!mt_edge_live(e)) continue;
+    if (j->starts[i] < 0) st = mt_zeros(&gin[i], g->dtype, e->ndim, e->sizes); /* [0]: empty, as PyTorch */
+    else st = mt_narrow(&gin[i], g, j->dim, j->starts[i], e->sizes[j->dim]);
+  }
+  return st; /* the engine releases what was set, also on failure */
+}
+
+static mt_status stack_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  const join_node *j = (const join_node *)n;
+  mt_tensor *g = gout[0];
+  mt_status st = MT_OK;
+  if (!g) return MT_OK;
+  for (int i = 0; i < n->ninputs && st == MT_OK; i++)
+    if (mt_edge_live(&n->next[i])) st = mt_select(&gin[i], g, j->dim, i);
+  return st;
+}
+
+/* Gives the fresh result `*res` its node when an input takes part in autograd; on failure
+ * releases *res. `starts` is NULL for stack. */
+static mt_status record_join(mt_tensor **res, const char *name, mt_backward_fn backward, int n,
+                             const mt_tensor *const *ts, int dim, const int64_t *starts) {
+  if (!mt_grad_needed(n, ts)) return MT_OK;
+  size_t extra = starts ? (size_t)n * sizeof(int64_t) : 0;
+  join_node *j = (join_node *)mt_node_new(sizeof *j + extra, name, backward, NULL, n, ts, 1);
+  if (!j) {
+    mt_tensor_release(*res);
+    *res = NULL;
+    return MT_ENOMEM;
+  }
+  j->dim = dim;
+  if (starts) memcpy(j->starts, starts, extra);
+  mt_node_set_output(&j->base, *res, 0);
+  mt_node_release(&j->base);
+  return MT_OK;
+}
+
+/* ---- cat and stack ------------------------------------------------------------------------- */
+
+/* The concatenation without autograd; *dim_out is the wrapped dim (0 when every input is
+ * legacy-empty). */
+static mt_status cat_plain(mt_tensor **out, int *dim_out, int n, const mt_tensor *const *ts, int64_t dim) {
   if (n <= 0) return mt_fail(MT_EARG, "expected a non-empty list of tensors");
   const mt_tensor *ref = NULL; /* the first tensor that is not legacy-empty: it sets the shape */
   int refpos = 0;
@@ -50,6 +108,7 @@ MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int6
   }
   if (!ref) { /* all are [0]: so is the result, whatever dim says (as PyTorch) */
     int64_t zero = 0;
+    *dim_out = 0;
     return mt_empty(out, dt, 1, &zero);
   }
 
@@ -88,6 +147,31 @@ MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int6
     }
     start += t->sizes[d];
   }
+  *dim_out = d;
+  *out = r;
+  return MT_OK;
+}
+
+MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int64_t dim) {
+  mt_tensor *r;
+  int d;
+  mt_status st = cat_plain(&r, &d, n, ts, dim);
+  if (st != MT_OK) return st;
+  if (mt_grad_needed(n, ts)) {
+    int64_t small[16], *starts = n <= 16 ? small : malloc((size_t)n * sizeof *starts);
+    if (!starts) {
+      mt_tensor_release(r);
+      return mt_fail(MT_ENOMEM, "out of memory");
+    }
+    int64_t start = 0;
+    for (int i = 0; i < n; i++) {
+      starts[i] = legacy_empty(ts[i]) ? -1 : start;
+      if (!legacy_empty(ts[i])) start += ts[i]->sizes[d];
+    }
+    st = record_join(&r, "CatBackward0", cat_backward, n, ts, d, starts);
+    if (starts != small) free(starts);
+    if (st != MT_OK) return st;
+  }
   *out = r;
   return MT_OK;
 }
@@ -114,12 +198,19 @@ MT_API mt_status mt_stack(mt_tensor **out, int n, const mt_tensor *const *ts, in
   mt_status st = mt_wrap_dim(dim, t0->ndim + 1, &d);
   if (st != MT_OK) return st;
 
-  mt_tensor **views = calloc((size_t)n, sizeof *views);
+  mt_tensor **views = calloc((size_t)n, sizeof *views), *r = NULL;
   if (!views) return mt_fail(MT_ENOMEM, "out of memory");
+  /* the unsqueezed views are scaffolding: they record nothing, the result records one node */
+  bool grad_mode = mt_is_grad_enabled();
+  mt_set_grad_enabled(false);
   for (int i = 0; i < n && st == MT_OK; i++) st = mt_unsqueeze(&views[i], ts[i], d);
+  mt_set_grad_enabled(grad_mode);
+  int cd;
   /* the unsqueezed inputs are never legacy-empty ([0] becomes 2-D), so cat checks nothing new */
-  if (st == MT_OK) st = mt_cat(out, n, (const mt_tensor *const *)views, d);
+  if (st == MT_OK) st = cat_plain(&r, &cd, n, (const mt_tensor *const *)views, d);
   for (int i = 0; i < n; i++) mt_tensor_release(views[i]);
   free(views);
+  if (st == MT_OK) st = record_join(&r, "StackBackward0", stack_backward, n, ts, d, NULL);
+  if (st == MT_OK) *out = r;
   return st;
 }

@@ -182,6 +182,7 @@ MT_API mt_status mt_view(mt_tensor **out, const mt_tensor *t, int ndim, const in
 MT_API mt_status mt_reshape(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes); /* view if possible, else copy */
 MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_dim, int64_t end_dim);
 MT_API mt_status mt_transpose(mt_tensor **out, const mt_tensor *t, int64_t d0, int64_t d1);
+MT_API mt_status mt_t(mt_tensor **out, const mt_tensor *t); /* at most 2-D; 0-D and 1-D views as they are */
 MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *dims);
 MT_API mt_status mt_squeeze(mt_tensor **out, const mt_tensor *t, int64_t dim); /* no-op if size != 1 */
 MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t);
@@ -377,6 +378,59 @@ MT_API mt_node *mt_node_next(const mt_node *n, int i); /* NULL for inputs withou
 MT_API uint32_t mt_tensor_version(const mt_tensor *t);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Neural-network ops (nn_*.c): forward and backward in C, recorded for autograd like every   */
+/* other op. Layouts as PyTorch's: input [N, C, H, W] (2-d) or [N, C, L] (1-d), and the       */
+/* unbatched forms without N; weights [C_out, C_in / groups, kH, kW]. bias may be NULL.       */
+
+MT_API mt_status mt_linear(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight, const mt_tensor *bias);
+MT_API mt_status mt_conv2d(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight, const mt_tensor *bias,
+                           const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2], int64_t groups);
+MT_API mt_status mt_conv1d(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight, const mt_tensor *bias,
+                           int64_t stride, int64_t padding, int64_t dilation, int64_t groups);
+/* indices (may be NULL): flat 0-based positions within each input plane, int64, as PyTorch's. */
+MT_API mt_status mt_max_pool2d(mt_tensor **out, mt_tensor **indices, const mt_tensor *input, const int64_t kernel[2],
+                               const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
+                               bool ceil_mode);
+MT_API mt_status mt_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t kernel[2], const int64_t stride[2],
+                               const int64_t padding[2], bool ceil_mode, bool count_include_pad);
+MT_API mt_status mt_adaptive_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t output_size[2]);
+/* Normalises over every dim but 1 (channels). In training, batch statistics are used and the
+ * running ones (when given) are updated in place with `momentum` (running_var with the
+ * unbiased batch variance); in evaluation the running ones are used. */
+MT_API mt_status mt_batch_norm(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight, const mt_tensor *bias,
+                               mt_tensor *running_mean, mt_tensor *running_var, bool training, double momentum,
+                               double eps);
+MT_API mt_status mt_layer_norm(mt_tensor **out, const mt_tensor *input, int nshape, const int64_t *normalized_shape,
+                               const mt_tensor *weight, const mt_tensor *bias, double eps);
+/* indices: int64 or int32, 0-based; padding_idx < 0 for none (its row gets no gradient). */
+MT_API mt_status mt_embedding(mt_tensor **out, const mt_tensor *weight, const mt_tensor *indices, int64_t padding_idx);
+/* Zeroes elements (or whole channels, when channelwise: Dropout2d) with probability p and
+ * scales the rest by 1 / (1 - p); the identity when !training or p == 0. */
+MT_API mt_status mt_dropout(mt_tensor **out, const mt_tensor *input, double p, bool training, bool channelwise,
+                            mt_generator *g);
+MT_API mt_status mt_leaky_relu(mt_tensor **out, const mt_tensor *input, double negative_slope);
+MT_API mt_status mt_gelu(mt_tensor **out, const mt_tensor *input, bool tanh_approximation);
+MT_API mt_status mt_silu(mt_tensor **out, const mt_tensor *input);
+
+typedef enum mt_reduction { MT_REDUCTION_NONE, MT_REDUCTION_MEAN, MT_REDUCTION_SUM } mt_reduction;
+
+/* Class targets are 0-based int64 in [0, C) (or ignore_index); input [N, C] or [N, C, d1, ...]
+ * (and [C] with a 0-dim target); weight [C] or NULL. Means are weighted as PyTorch's. */
+MT_API mt_status mt_nll_loss(mt_tensor **out, const mt_tensor *log_probs, const mt_tensor *target,
+                             const mt_tensor *weight, int64_t ignore_index, mt_reduction reduction);
+MT_API mt_status mt_cross_entropy(mt_tensor **out, const mt_tensor *logits, const mt_tensor *target,
+                                  const mt_tensor *weight, int64_t ignore_index, double label_smoothing,
+                                  mt_reduction reduction);
+MT_API mt_status mt_mse_loss(mt_tensor **out, const mt_tensor *input, const mt_tensor *target, mt_reduction reduction);
+MT_API mt_status mt_l1_loss(mt_tensor **out, const mt_tensor *input, const mt_tensor *target, mt_reduction reduction);
+MT_API mt_status mt_smooth_l1_loss(mt_tensor **out, const mt_tensor *input, const mt_tensor *target,
+                                   mt_reduction reduction, double beta);
+MT_API mt_status mt_bce_loss(mt_tensor **out, const mt_tensor *input, const mt_tensor *target, const mt_tensor *weight,
+                             mt_reduction reduction);
+MT_API mt_status mt_bce_with_logits(mt_tensor **out, const mt_tensor *input, const mt_tensor *target,
+                                    const mt_tensor *weight, const mt_tensor *pos_weight, mt_reduction reduction);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Values: the object trees that checkpoint files hold (value.c)                              */
 /* A value tree owns its children; a tensor value holds one reference to its tensor. Strings  */
 /* are byte strings with a length (NUL-terminated as well, for convenience). Constructors     */
@@ -394,6 +448,10 @@ typedef enum mt_value_kind {
   MT_VAL_DICT,  /* insertion-ordered; `ordered` marks a collections.OrderedDict */
   MT_VAL_TENSOR
 } mt_value_kind;
+
+/* The deepest nesting a value tree may have in a file, written or read: as deep as Python's
+ * own pickling goes by default, and shallow enough for small thread stacks. */
+#define MT_MAX_NESTING 1000
 
 typedef struct mt_value mt_value;
 struct mt_value {

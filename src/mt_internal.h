@@ -258,7 +258,7 @@ typedef struct mt_zip_record {
 mt_status mt_zip_reader_open_fd(mt_zip_reader **out, int fd, const char *label);
 mt_status mt_zip_reader_open_memory(mt_zip_reader **out, const void *data, size_t len, const char *label);
 void mt_zip_reader_close(mt_zip_reader *r); /* NULL is fine */
-/* The top folder all records sit in ("archive" in our files), taken from the first entry. */
+/* The top folder all records sit in, with its slash ("archive/" in ours), from the first entry. */
 const char *mt_zip_top(const mt_zip_reader *r);
 /* The record <top>/<name>, or NULL when there is none. */
 const mt_zip_record *mt_zip_find(const mt_zip_reader *r, const char *name);

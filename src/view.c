@@ -1,8 +1,106 @@
 /*
  * view.c — views: new geometry over the same storage, never a copy (reshape excepted, which
  * copies only when no view can express the result, as PyTorch's does).
+ *
+ * Autograd: a view of a tensor that requires grad records a node (so the view has history and
+ * in-place writes through it are refused). Every view's backward is a view or a scatter of the
+ * gradient back into the input's geometry; the node saves no tensors, only a few numbers. A
+ * view of a tensor without grad costs nothing beyond its header.
  */
 #include "mt_internal.h"
+
+/* ---- autograd ------------------------------------------------------------------------------ */
+
+typedef enum view_kind {
+  VIEW_RESHAPE,   /* view, reshape, flatten, squeeze, unsqueeze: reshape back */
+  VIEW_TRANSPOSE, /* transpose back */
+  VIEW_PERMUTE,   /* permute by the inverse */
+  VIEW_NARROW,    /* into zeros, at [start, start + len) along dim */
+  VIEW_SELECT,    /* into zeros, at index `start` along dim */
+  VIEW_EXPAND     /* the gradient as is: the engine sums it down to the input's shape */
+} view_kind;
+
+typedef struct view_info {
+  const char *name; /* PyTorch's node name */
+  view_kind kind;
+  int dim, dim2;
+  int64_t start;
+  int64_t perm[MT_MAX_DIMS];
+} view_info;
+
+typedef struct view_node {
+  mt_node base;
+  view_info info;
+} view_node;
+
+/* A zero gradient in the input's shape with g written into the part the view showed. */
+static mt_status scatter_back(mt_tensor **out, const mt_tensor *g, const mt_edge *e, const view_info *v) {
+  mt_tensor *z, *part;
+  mt_status st = mt_zeros(&z, g->dtype, e->ndim, e->sizes);
+  if (st) return st;
+  st = v->kind == VIEW_NARROW ? mt_narrow(&part, z, v->dim, v->start, g->sizes[v->dim])
+                              : mt_select(&part, z, v->dim, v->start);
+  if (!st) {
+    st = mt_copy_into(part, g);
+    mt_tensor_release(part);
+  }
+  if (st) {
+    mt_tensor_release(z);
+    return st;
+  }
+  *out = z;
+  return MT_OK;
+}
+
+static mt_status view_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  const view_info *v = &((view_node *)n)->info;
+  const mt_edge *e = &n->next[0];
+  mt_tensor *g = gout[0];
+  if (!g) return MT_OK;
+  switch (v->kind) {
+  case VIEW_RESHAPE: return mt_reshape(&gin[0], g, e->ndim, e->sizes);
+  case VIEW_TRANSPOSE: return mt_transpose(&gin[0], g, v->dim, v->dim2);
+  case VIEW_PERMUTE: {
+    int64_t inv[MT_MAX_DIMS];
+    for (int i = 0; i < e->ndim; i++) inv[v->perm[i]] = i;
+    return mt_permute(&gin[0], g, e->ndim, inv);
+  }
+  case VIEW_NARROW:
+  case VIEW_SELECT: return scatter_back(&gin[0], g, e, v);
+  case VIEW_EXPAND:
+    mt_tensor_retain(g);
+    gin[0] = g;
+    return MT_OK;
+  }
+  return mt_fail(MT_ESTATE, "%s: unknown view kind", n->name);
+}
+
+/* out gets a node saying how its gradient goes back to t (caller checked mt_grad_needed). */
+static mt_status record_view(mt_tensor *out, const mt_tensor *t, const view_info *info) {
+  const mt_tensor *ins[1] = {t};
+  view_node *n = (view_node *)mt_node_new(sizeof *n, info->name, view_backward, NULL, 1, ins, 1);
+  if (!n) return MT_ENOMEM;
+  n->info = *info;
+  mt_node_set_output(&n->base, out, 0);
+  mt_node_release(&n->base);
+  return MT_OK;
+}
+
+/* The view of t with the given geometry, recorded when t takes part in autograd. */
+static mt_status make_view(mt_tensor **out, const mt_tensor *t, int64_t offset, int ndim, const int64_t *sizes,
+                           const int64_t *strides, const view_info *info) {
+  mt_tensor *r;
+  mt_status st = mt_make_view(&r, t, offset, ndim, sizes, strides);
+  if (st) return st;
+  if (mt_grad_needed(1, &t) && (st = record_view(r, t, info))) {
+    mt_tensor_release(r);
+    return st;
+  }
+  *out = r;
+  return MT_OK;
+}
+
+#define RESHAPE_INFO(nm) (&(view_info){.name = (nm), .kind = VIEW_RESHAPE})
 
 static mt_status check_out_dims(int ndim) {
   if (ndim > MT_MAX_DIMS) return mt_fail(MT_EARG, "a %d-D result has too many dims (at most %d)", ndim, MT_MAX_DIMS);
@@ -75,18 +173,20 @@ MT_API mt_status mt_view(mt_tensor **out, const mt_tensor *t, int ndim, const in
   if (!view_strides(t, ndim, sz, strides))
     return mt_fail(MT_ESHAPE, "view size is not compatible with the input's size and stride "
                               "(at least one dim spans two non-contiguous parts); use reshape instead");
-  return mt_make_view(out, t, t->offset, ndim, sz, strides);
+  return make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ViewBackward0"));
 }
 
 MT_API mt_status mt_reshape(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes) {
   int64_t sz[MT_MAX_DIMS], strides[MT_MAX_DIMS];
   mt_status st = infer_sizes(t, ndim, sizes, sz);
   if (st) return st;
-  if (view_strides(t, ndim, sz, strides)) return mt_make_view(out, t, t->offset, ndim, sz, strides);
+  if (view_strides(t, ndim, sz, strides))
+    return make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ReshapeAliasBackward0"));
+  /* a copy (recorded as CloneBackward0) viewed in the new shape, as PyTorch's graph has it */
   mt_tensor *c;
   if ((st = mt_clone(&c, t))) return st;
   mt_contiguous_strides(ndim, sz, strides);
-  st = mt_make_view(out, c, 0, ndim, sz, strides);
+  st = make_view(out, c, 0, ndim, sz, strides, RESHAPE_INFO("UnsafeViewBackward0"));
   mt_tensor_release(c);
   return st;
 }
@@ -100,6 +200,11 @@ MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_d
     return mt_reshape(out, t, 1, &one);
   }
   if (s > e) return mt_fail(MT_EARG, "start dim %lld comes after end dim %lld", MT_SHOW(s), MT_SHOW(e));
+  if (s == e) { /* nothing to merge: t itself, as PyTorch */
+    mt_tensor_retain((mt_tensor *)t);
+    *out = (mt_tensor *)t;
+    return MT_OK;
+  }
   int64_t sz[MT_MAX_DIMS];
   int n = 0;
   for (int d = 0; d < s; d++) sz[n++] = t->sizes[d];
@@ -121,7 +226,17 @@ MT_API mt_status mt_transpose(mt_tensor **out, const mt_tensor *t, int64_t d0, i
     sz[a] = t->sizes[b], sz[b] = t->sizes[a];
     sd[a] = t->strides[b], sd[b] = t->strides[a];
   }
-  return mt_make_view(out, t, t->offset, t->ndim, sz, sd);
+  return make_view(out, t, t->offset, t->ndim, sz, sd,
+                   &(view_info){.name = "TransposeBackward0", .kind = VIEW_TRANSPOSE, .dim = a, .dim2 = b});
+}
+
+MT_API mt_status mt_t(mt_tensor **out, const mt_tensor *t) {
+  if (t->ndim > 2) return mt_fail(MT_EARG, "expects a tensor with at most 2 dims, got %d (use transpose)", t->ndim);
+  int64_t sz[2], sd[2];
+  for (int d = 0; d < t->ndim; d++) sz[d] = t->sizes[t->ndim - 1 - d], sd[d] = t->strides[t->ndim - 1 - d];
+  int last = t->ndim > 0 ? t->ndim - 1 : 0;
+  return make_view(out, t, t->offset, t->ndim, sz, sd,
+                   &(view_info){.name = "TBackward0", .kind = VIEW_TRANSPOSE, .dim = 0, .dim2 = last});
 }
 
 MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *dims) {
@@ -129,6 +244,7 @@ MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const
     return mt_fail(MT_EARG, "permute needs %d dims for a %d-D tensor, got %d", t->ndim, t->ndim, ndim);
   int64_t sz[MT_MAX_DIMS], sd[MT_MAX_DIMS];
   bool seen[MT_MAX_DIMS] = {false};
+  view_info info = {.name = "PermuteBackward0", .kind = VIEW_PERMUTE};
   for (int i = 0; i < ndim; i++) {
     int d;
     mt_status st = mt_wrap_dim(dims[i], ndim, &d);
@@ -137,20 +253,20 @@ MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const
     seen[d] = true;
     sz[i] = t->sizes[d];
     sd[i] = t->strides[d];
+    info.perm[i] = d;
   }
-  return mt_make_view(out, t, t->offset, ndim, sz, sd);
+  return make_view(out, t, t->offset, ndim, sz, sd, &info);
 }
 
 MT_API mt_status mt_squeeze(mt_tensor **out, const mt_tensor *t, int64_t dim) {
   int d;
   mt_status st = mt_wrap_dim(dim, t->ndim, &d);
   if (st) return st;
-  if (t->ndim == 0 || t->sizes[d] != 1) return mt_alias(out, t);
   int64_t sz[MT_MAX_DIMS], sd[MT_MAX_DIMS];
   int n = 0;
-  for (int i = 0; i < t->ndim; i++)
-    if (i != d) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return mt_make_view(out, t, t->offset, n, sz, sd);
+  for (int i = 0; i < t->ndim; i++) /* a dim whose size is not 1 stays: the view is then t's own shape */
+    if (i != d || t->sizes[i] != 1) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
+  return make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward1"));
 }
 
 MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t) {
@@ -158,7 +274,7 @@ MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t) {
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
     if (t->sizes[i] != 1) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return mt_make_view(out, t, t->offset, n, sz, sd);
+  return make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward0"));
 }
 
 MT_API mt_status mt_unsqueeze(mt_tensor **out, const mt_tensor *t, int64_t dim) {
@@ -175,7 +291,7 @@ MT_API mt_status mt_unsqueeze(mt_tensor **out, const mt_tensor *t, int64_t dim) 
       j++;
     }
   }
-  return mt_make_view(out, t, t->offset, t->ndim + 1, sz, sd);
+  return make_view(out, t, t->offset, t->ndim + 1, sz, sd, RESHAPE_INFO("UnsqueezeBackward0"));
 }
 
 MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t start, int64_t length) {
@@ -194,7 +310,8 @@ MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   int64_t sz[MT_MAX_DIMS];
   memcpy(sz, t->sizes, sizeof sz);
   sz[d] = length;
-  return mt_make_view(out, t, t->offset + start * t->strides[d], t->ndim, sz, t->strides);
+  return make_view(out, t, t->offset + start * t->strides[d], t->ndim, sz, t->strides,
+                   &(view_info){.name = "SliceBackward0", .kind = VIEW_NARROW, .dim = d, .start = start});
 }
 
 MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t index) {
@@ -211,7 +328,8 @@ MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
     if (i != d) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return mt_make_view(out, t, t->offset + index * t->strides[d], n, sz, sd);
+  return make_view(out, t, t->offset + index * t->strides[d], n, sz, sd,
+                   &(view_info){.name = "SelectBackward0", .kind = VIEW_SELECT, .dim = d, .start = index});
 }
 
 MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes) {
@@ -237,5 +355,5 @@ MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const 
                      mt_shape_str(b, sizeof b, ndim, sizes));
     }
   }
-  return mt_make_view(out, t, t->offset, ndim, sz, sd);
+  return make_view(out, t, t->offset, ndim, sz, sd, &(view_info){.name = "ExpandBackward0", .kind = VIEW_EXPAND});
 }

@@ -33,6 +33,10 @@ for name, fn in pairs(core) do
 end
 
 require("moontorch.tensor").install(torch, core)
+-- requires_grad / grad setters, torch.no_grad / enable_grad (SPEC section 3).
+require("moontorch.autograd").install(torch, core)
+-- torch.save / load / serialize / deserialize, torch.OrderedDict / is_ordered.
+require("moontorch.serialization").install(torch, core)
 
 -- The methods table every tensor shares: `function torch.Tensor:foo() ... end` adds t:foo().
 torch.Tensor = core._methods
