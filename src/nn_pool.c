@@ -1,0 +1,346 @@
+/*
+ * nn_pool.c — max_pool2d (with indices), avg_pool2d and adaptive_avg_pool2d over inputs
+ * [N, C, H, W] or [C, H, W], each with its backward.
+ *
+ * Every op walks the input as N*C independent H x W planes (a contiguous copy is made once
+ * if the input is laid out otherwise) and follows PyTorch 1.13's CPU kernels exactly:
+ *  - output sizes: floor((H + 2p - d(k-1) - 1) / s) + 1, or the ceiling with ceil_mode, where
+ *    a last window that would start in the right padding is dropped;
+ *  - max: padding acts as -inf (a window scans only its in-image positions), the first
+ *    maximum wins, a NaN wins over everything and the last NaN is kept; the index is the flat
+ *    position in the input plane, and the backward routes each gradient to it;
+ *  - avg: a window is clipped to the padded image, count_include_pad divides by that size,
+ *    otherwise by the number of in-image elements;
+ *  - adaptive avg: output cell i covers [floor(i*H/Ho), ceil((i+1)*H/Ho)).
+ * Sums accumulate in double. Kernels are generated per dtype (float32, float64).
+ */
+#include "mt_internal.h"
+
+#include <math.h>
+
+typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_ADAPTIVE } pool_kind;
+
+typedef struct pool_geom {
+  mt_dtype dtype;
+  int64_t planes, H, W, Ho, Wo;
+  int64_t kH, kW, sH, sW, pH, pW, dH, dW; /* unused by the adaptive pool */
+  bool count_include_pad;
+} pool_geom;
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The first position at or after `start` (stepping by `step`) that is not negative. */
+static inline int64_t first_inside(int64_t start, int64_t step) {
+  return start >= 0 ? start : start + (-start + step - 1) / step * step;
+}
+
+/* The adaptive window of output cell a out of `out` over `in` positions (PyTorch's integer
+ * forms of floor(a * in / out) and ceil((a + 1) * in / out)). */
+static inline int64_t adaptive_start(int64_t a, int64_t out, int64_t in) { return (a / out) * in + ((a % out) * in) / out; }
+static inline int64_t adaptive_end(int64_t a, int64_t out, int64_t in) { return 1 + ((a + 1) * in - 1) / out; }
+
+/* The avg window of output (oh, ow) clipped to the image, and the divisor for it. False when
+ * nothing of it lies in the image. */
+static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0,
+                              int64_t *w1, double *div) {
+  int64_t a0 = oh * g->sH - g->pH, b0 = ow * g->sW - g->pW;
+  int64_t a1 = min64(a0 + g->kH, g->H + g->pH), b1 = min64(b0 + g->kW, g->W + g->pW);
+  int64_t padded = (a1 - a0) * (b1 - b0);
+  a0 = max64(a0, 0), b0 = max64(b0, 0), a1 = min64(a1, g->H), b1 = min64(b1, g->W);
+  if (a0 >= a1 || b0 >= b1) return false;
+  *h0 = a0, *h1 = a1, *w0 = b0, *w1 = b1;
+  *div = (double)(g->count_include_pad ? padded : (a1 - a0) * (b1 - b0));
+  return true;
+}
+
+/* ---- kernels, per dtype ------------------------------------------------------------------- */
+
+#define DEF_POOL(T, P)                                                                           \
+  static void max_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t *ind) {                  \
+    /* locals: the int64 index stores could otherwise alias g's fields and force reloads */     \
+    const int64_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, sH = g->sH, sW = g->sW;          \
+    const int64_t pH = g->pH, pW = g->pW, dH = g->dH, dW = g->dW, kH = g->kH, kW = g->kW;      \
+    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+      const T *xp = x + p * H * W;                                                               \
+      for (int64_t oh = 0; oh < Ho; oh++) {                                                      \
+        const int64_t hs = oh * sH - pH, h1 = min64(hs + (kH - 1) * dH + 1, H);                  \
+        const int64_t h0 = first_inside(hs, dH);                                                 \
+        for (int64_t ow = 0; ow < Wo; ow++) {                                                    \
+          const int64_t ws = ow * sW - pW, w1 = min64(ws + (kW - 1) * dW + 1, W);                \
+          const int64_t w0 = first_inside(ws, dW);                                               \
+          int64_t best = h0 * W + w0;                                                            \
+          T m = (T)-INFINITY;                                                                    \
+          for (int64_t ih = h0; ih < h1; ih += dH)                                               \
+            for (int64_t iw = w0; iw < w1; iw += dW) {                                           \
+              const T v = xp[ih * W + iw];                                                       \
+              if (v > m || isnan(v)) m = v, best = ih * W + iw;                                  \
+            }                                                                                    \
+          *y++ = m;                                                                              \
+          *ind++ = best;                                                                         \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+  }                                                                                              \
+  static void max_bwd_##P(const pool_geom *g, const T *gy, const int64_t *ind, T *gx) {          \
+    const int64_t HW = g->H * g->W, L = g->Ho * g->Wo;                                          \
+    for (int64_t p = 0; p < g->planes; p++, gx += HW)                                            \
+      for (int64_t l = 0; l < L; l++, gy++, ind++)                                               \
+        if (*ind >= 0 && *ind < HW) gx[*ind] += *gy; /* a window wholly in padding points nowhere */ \
+  }                                                                                              \
+  static void avg_fwd_##P(const pool_geom *g, const T *x, T *y) {                                \
+    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+      const T *xp = x + p * g->H * g->W;                                                         \
+      for (int64_t oh = 0; oh < g->Ho; oh++)                                                     \
+        for (int64_t ow = 0; ow < g->Wo; ow++) {                                                 \
+          int64_t h0, h1, w0, w1;                                                                \
+          double div, s = 0;                                                                     \
+          if (!avg_window(g, oh, ow, &h0, &h1, &w0, &w1, &div)) {                                \
+            *y++ = 0;                                                                            \
+            continue;                                                                            \
+          }                                                                                      \
+          for (int64_t ih = h0; ih < h1; ih++)                                                   \
+            for (int64_t iw = w0; iw < w1; iw++) s += (double)xp[ih * g->W + iw];                \
+          *y++ = (T)(s / div);                                                                   \
+        }                                                                                        \
+    }                                                                                            \
+  }                                                                                              \
+  static void avg_bwd_##P(const pool_geom *g, const T *gy, T *gx) {                              \
+    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+      T *gp = gx + p * g->H * g->W;                                                              \
+      for (int64_t oh = 0; oh < g->Ho; oh++)                                                     \
+        for (int64_t ow = 0; ow < g->Wo; ow++, gy++) {                                           \
+          int64_t h0, h1, w0, w1;                                                                \
+          double div;                                                                            \
+          if (!avg_window(g, oh, ow, &h0, &h1, &w0, &w1, &div)) continue;                        \
+          const T d = (T)(*gy / div);                                                            \
+          for (int64_t ih = h0; ih < h1; ih++)                                                   \
+            for (int64_t iw = w0; iw < w1; iw++) gp[ih * g->W + iw] += d;                        \
+        }                                                                                        \
+    }                                                                                            \
+  }                                                                                              \
+  static void adaptive_fwd_##P(const pool_geom *g, const T *x, T *y) {                           \
+    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+      const T *xp = x + p * g->H * g->W;                                                         \
+      for (int64_t oh = 0; oh < g->Ho; oh++) {                                                   \
+        int64_t h0 = adaptive_start(oh, g->Ho, g->H), h1 = adaptive_end(oh, g->Ho, g->H);        \
+        for (int64_t ow = 0; ow < g->Wo; ow++) {                                                 \
+          int64_t w0 = adaptive_start(ow, g->Wo, g->W), w1 = adaptive_end(ow, g->Wo, g->W);      \
+          double s = 0;                                                                          \
+          for (int64_t ih = h0; ih < h1; ih++)                                                   \
+            for (int64_t iw = w0; iw < w1; iw++) s += (double)xp[ih * g->W + iw];                \
+          *y++ = (T)(s / (double)((h1 - h0) * (w1 - w0)));                                       \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+  }                                                                                              \
+  static void adaptive_bwd_##P(const pool_geom *g, const T *gy, T *gx) {                         \
+    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+      T *gp = gx + p * g->H * g->W;                                                              \
+      for (int64_t oh = 0; oh < g->Ho; oh++) {                                                   \
+        int64_t h0 = adaptive_start(oh, g->Ho, g->H), h1 = adaptive_end(oh, g->Ho, g->H);        \
+        for (int64_t ow = 0; ow < g->Wo; ow++, gy++) {                                           \
+          int64_t w0 = adaptive_start(ow, g->Wo, g->W), w1 = adaptive_end(ow, g->Wo, g->W);      \
+          const T d = (T)(*gy / (double)((h1 - h0) * (w1 - w0)));                                \
+          for (int64_t ih = h0; ih < h1; ih++)                                                   \
+            for (int64_t iw = w0; iw < w1; iw++) gp[ih * g->W + iw] += d;                        \
+        }                                                                                        \
+      }                                                                                          \
+    }                                                                                            \
+  }
+
+DEF_POOL(float, s)
+DEF_POOL(double, d)
+
+/* ---- backward node ------------------------------------------------------------------------ */
+
+typedef struct pool_node {
+  mt_node base;
+  pool_kind kind;
+  pool_geom g;
+  mt_saved indices; /* max only */
+} pool_node;
+
+static void pool_release(mt_node *n) { mt_saved_release(&((pool_node *)n)->indices); }
+
+static mt_status pool_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  pool_node *pn = (pool_node *)n;
+  const pool_geom *g = &pn->g;
+  const mt_edge *e = &n->next[0];
+  if (!gout[0] || !mt_edge_live(e)) return MT_OK;
+  mt_tensor *ind = NULL, *gy = NULL, *gx = NULL;
+  mt_status st;
+  if (pn->kind == POOL_MAX && (st = mt_saved_get(&pn->indices, n, &ind))) return st;
+  if ((st = mt_contiguous(&gy, gout[0]))) return st;
+  if ((st = mt_zeros(&gx, g->dtype, e->ndim, e->sizes))) {
+    mt_tensor_release(gy);
+    return st;
+  }
+  const bool f32 = g->dtype == MT_FLOAT32;
+  switch (pn->kind) {
+  case POOL_MAX: /* the saved indices are the forward's fresh contiguous tensor */
+    if (f32) max_bwd_s(g, mt_data(gy), mt_data(ind), mt_data(gx));
+    else max_bwd_d(g, mt_data(gy), mt_data(ind), mt_data(gx));
+    break;
+  case POOL_AVG:
+    if (f32) avg_bwd_s(g, mt_data(gy), mt_data(gx));
+    else avg_bwd_d(g, mt_data(gy), mt_data(gx));
+    break;
+  case POOL_ADAPTIVE:
+    if (f32) adaptive_bwd_s(g, mt_data(gy), mt_data(gx));
+    else adaptive_bwd_d(g, mt_data(gy), mt_data(gx));
+    break;
+  }
+  mt_tensor_release(gy);
+  if (st) {
+    mt_tensor_release(gx);
+    return st;
+  }
+  gin[0] = gx;
+  return MT_OK;
+}
+
+/* ---- the shared driver -------------------------------------------------------------------- */
+
+/* Checks the input (float, [N, C, H, W] or [C, H, W] with non-empty C, H, W) and fills the
+ * plane geometry of g. */
+static mt_status pool_input(pool_geom *g, const char *fn, const mt_tensor *input) {
+  char a[MT_SHAPE_STRLEN];
+  if (input->dtype != MT_FLOAT32 && input->dtype != MT_FLOAT64)
+    return mt_fail(MT_EDTYPE, "%s supports float32 and float64 inputs, got %s", fn, mt_dtype_name(input->dtype));
+  const int nd = input->ndim;
+  if ((nd != 3 && nd != 4) || input->sizes[nd - 3] == 0 || input->sizes[nd - 2] == 0 || input->sizes[nd - 1] == 0)
+    return mt_fail(MT_ESHAPE, "expected a 3-D or 4-D (batched) input with non-empty channel and spatial dims, got "
+                              "shape %s",
+                   mt_shape_str(a, sizeof a, nd, input->sizes));
+  g->dtype = input->dtype;
+  g->planes = input->sizes[nd - 3] * (nd == 4 ? input->sizes[0] : 1);
+  g->H = input->sizes[nd - 2];
+  g->W = input->sizes[nd - 1];
+  return MT_OK;
+}
+
+/* Runs one pooling op over input (checked; g complete) and records its node. indices: max only
+ * (may be NULL). */
+static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, const pool_geom *g,
+                          const mt_tensor *input, const char *name) {
+  int64_t sizes[4];
+  const int nd = input->ndim;
+  memcpy(sizes, input->sizes, sizeof sizes);
+  sizes[nd - 2] = g->Ho, sizes[nd - 1] = g->Wo;
+  const bool record = mt_grad_needed(1, &input), was = mt_is_grad_enabled();
+  mt_tensor *x = NULL, *y = NULL, *ind = NULL;
+  mt_status st;
+  mt_set_grad_enabled(false); /* the contiguous copy records nothing */
+  if ((st = mt_contiguous(&x, input)) || (st = mt_empty(&y, g->dtype, nd, sizes)) ||
+      (kind == POOL_MAX && (st = mt_empty(&ind, MT_INT64, nd, sizes))))
+    goto done;
+  const bool f32 = g->dtype == MT_FLOAT32;
+  switch (kind) {
+  case POOL_MAX:
+    if (f32) max_fwd_s(g, mt_data(x), mt_data(y), mt_data(ind));
+    else max_fwd_d(g, mt_data(x), mt_data(y), mt_data(ind));
+    break;
+  case POOL_AVG:
+    if (f32) avg_fwd_s(g, mt_data(x), mt_data(y));
+    else avg_fwd_d(g, mt_data(x), mt_data(y));
+    break;
+  case POOL_ADAPTIVE:
+    if (f32) adaptive_fwd_s(g, mt_data(x), mt_data(y));
+    else adaptive_fwd_d(g, mt_data(x), mt_data(y));
+    break;
+  }
+  if (record) {
+    pool_node *n = (pool_node *)mt_node_new(sizeof *n, name, pool_backward, pool_release, 1, &input, 1);
+    if (!n) st = MT_ENOMEM;
+    else {
+      n->kind = kind;
+      n->g = *g;
+      if (kind == POOL_MAX) st = mt_save_tensor(&n->indices, ind);
+      if (!st) mt_node_set_output(&n->base, y, 0);
+      mt_node_release(&n->base);
+    }
+  }
+done:
+  mt_set_grad_enabled(was);
+  mt_tensor_release(x);
+  if (st) {
+    mt_tensor_release(y), mt_tensor_release(ind);
+    return st;
+  }
+  *out = y;
+  if (indices) *indices = ind;
+  else mt_tensor_release(ind);
+  return MT_OK;
+}
+
+/* PyTorch's pooling_output_shape. */
+static int64_t pool_out_size(int64_t in, int64_t k, int64_t pad, int64_t stride, int64_t dil, bool ceil_mode) {
+  int64_t num = in + 2 * pad - dil * (k - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t q = num >= 0 ? num / stride : -((-num + stride - 1) / stride); /* rounded down */
+  int64_t o = q + 1;
+  if (ceil_mode && (o - 1) * stride >= in + pad) o--; /* the last window must start inside the image or left pad */
+  return o;
+}
+
+/* The parameters of max/avg pooling; stride NULL means the kernel size (PyTorch's default),
+ * padding NULL 0 and dilation NULL 1. */
+static mt_status window_setup(pool_geom *g, const mt_tensor *input, const int64_t kernel[2], const int64_t *stride,
+                              const int64_t *padding, const int64_t *dilation, bool ceil_mode) {
+  char a[MT_SHAPE_STRLEN];
+  const int64_t *s = stride ? stride : kernel, zero[2] = {0, 0}, one[2] = {1, 1};
+  const int64_t *p = padding ? padding : zero, *d = dilation ? dilation : one;
+  for (int i = 0; i < 2; i++) {
+    if (kernel[i] <= 0 || kernel[i] > INT32_MAX)
+      return mt_fail(MT_EARG, "kernel size must be positive, got (%lld, %lld)", (long long)kernel[0], (long long)kernel[1]);
+    if (s[i] <= 0 || s[i] > INT32_MAX)
+      return mt_fail(MT_EARG, "stride must be positive, got (%lld, %lld)", (long long)s[0], (long long)s[1]);
+    if (d[i] <= 0 || d[i] > INT32_MAX)
+      return mt_fail(MT_EARG, "dilation must be positive, got (%lld, %lld)", (long long)d[0], (long long)d[1]);
+    if (p[i] < 0 || p[i] > kernel[i] / 2)
+      return mt_fail(MT_EARG, "padding should be between 0 and half of the kernel size, but got padding (%lld, %lld) "
+                              "and kernel size (%lld, %lld)",
+                     (long long)p[0], (long long)p[1], (long long)kernel[0], (long long)kernel[1]);
+  }
+  g->kH = kernel[0], g->kW = kernel[1], g->sH = s[0], g->sW = s[1];
+  g->pH = p[0], g->pW = p[1], g->dH = d[0], g->dW = d[1];
+  g->Ho = pool_out_size(g->H, g->kH, g->pH, g->sH, g->dH, ceil_mode);
+  g->Wo = pool_out_size(g->W, g->kW, g->pW, g->sW, g->dW, ceil_mode);
+  if (g->Ho < 1 || g->Wo < 1)
+    return mt_fail(MT_ESHAPE, "input of shape %s gives an output of size %lld x %lld, which is too small",
+                   mt_shape_str(a, sizeof a, input->ndim, input->sizes), (long long)g->Ho, (long long)g->Wo);
+  return MT_OK;
+}
+
+MT_API mt_status mt_max_pool2d(mt_tensor **out, mt_tensor **indices, const mt_tensor *input, const int64_t kernel[2],
+                               const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
+                               bool ceil_mode) {
+  pool_geom g = {0};
+  mt_status st;
+  if ((st = pool_input(&g, "max_pool2d", input)) || (st = window_setup(&g, input, kernel, stride, padding, dilation, ceil_mode)))
+    return st;
+  return pool_run(out, indices, POOL_MAX, &g, input, "MaxPool2DWithIndicesBackward0");
+}
+
+MT_API mt_status mt_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t kernel[2], const int64_t stride[2],
+                               const int64_t padding[2], bool ceil_mode, bool count_include_pad) {
+  pool_geom g = {0};
+  mt_status st;
+  if ((st = pool_input(&g, "avg_pool2d", input)) || (st = window_setup(&g, input, kernel, stride, padding, NULL, ceil_mode)))
+    return st;
+  g.count_include_pad = count_include_pad;
+  return pool_run(out, NULL, POOL_AVG, &g, input, "AvgPool2DBackward0");
+}
+
+MT_API mt_status mt_adaptive_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t output_size[2]) {
+  pool_geom g = {0};
+  mt_status st;
+  if ((st = pool_input(&g, "adaptive_avg_pool2d", input))) return st;
+  if (output_size[0] < 0 || output_size[1] < 0 || output_size[0] > INT32_MAX || output_size[1] > INT32_MAX)
+    return mt_fail(MT_EARG, "output size must be between 0 and %d, got (%lld, %lld)", INT32_MAX,
+                   (long long)output_size[0], (long long)output_size[1]);
+  g.Ho = output_size[0], g.Wo = output_size[1];
+  /* a 1 x 1 output is a mean over H and W in PyTorch, hence its node name */
+  return pool_run(out, NULL, POOL_ADAPTIVE, &g, input,
+                  g.Ho == 1 && g.Wo == 1 ? "MeanBackward1" : "AdaptiveAvgPool2DBackward0");
+}
