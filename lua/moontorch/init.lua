@@ -61,4 +61,18 @@ function torch.get_default_dtype() return "float32" end
 
 torch._VERSION = "0.1.0"
 
+-- Subpackages that require "moontorch" themselves load on first use (torch.nn), so that
+-- loading them here is no require loop. Whole-model files load without touching torch.nn first
+-- (serialization.lua hooks lua/moontorch/nn/model_io.lua in).
+local SUBPACKAGES = { nn = "moontorch.nn" }
+setmetatable(torch, {
+  __index = function(t, k)
+    local name = SUBPACKAGES[k]
+    if name == nil then return nil end
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end,
+})
+
 return torch

@@ -122,6 +122,10 @@ function M.install(torch, core)
     if extra ~= nil then fail("deserialize", "bad argument #2 (deserialize takes no options, got %s)", typename(extra)) end
     return core._deserialize(str, adopt)
   end
+
+  -- Whole models (SPEC section 6): save / load / serialize / deserialize turn modules into
+  -- plain data and model files back into modules (lua/moontorch/nn/model_io.lua).
+  require("moontorch.nn.model_io").install(torch)
 end
 
 return M
