@@ -504,6 +504,60 @@ MT_API mt_status mt_safetensors_save(const mt_value *tensors, const mt_value *me
 MT_API mt_status mt_safetensors_load(mt_value **tensors, mt_value **metadata, const char *path,
                                      const mt_load_opts *opts);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Optimizer kernels (optim.c): one step of torch.optim's update rules for one parameter, as  */
+/* one fused pass over the parameter, its gradient and its state, in PyTorch 1.13's order of  */
+/* operations and roundings (its single-tensor path; its AVX2 kernels' fused multiply-adds),  */
+/* so results equal PyTorch's. float32 and float64; the gradient and state have the           */
+/* parameter's dtype and shape; any layout. The parameter and state are updated in place      */
+/* without autograd recording. `step` tensors hold one number (PyTorch's 0-dim float32 step); */
+/* a step increments it first and uses its new value for the bias corrections.                */
+
+typedef struct mt_sgd_opts {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize;
+} mt_sgd_opts;
+/* With momentum != 0, *momentum_buffer is the buffer; NULL on the first step, when a new one
+ * (the step's update direction, as PyTorch clones it) is made and stored there. */
+MT_API mt_status mt_sgd_step(mt_tensor *param, const mt_tensor *grad, mt_tensor **momentum_buffer,
+                             const mt_sgd_opts *opts);
+
+typedef struct mt_adam_opts {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, maximize;
+  bool decoupled_weight_decay; /* AdamW: param *= 1 - lr * weight_decay instead of an L2 term */
+} mt_adam_opts;
+/* max_exp_avg_sq is used (and needed) only with amsgrad. */
+MT_API mt_status mt_adam_step(mt_tensor *param, const mt_tensor *grad, mt_tensor *step, mt_tensor *exp_avg,
+                              mt_tensor *exp_avg_sq, mt_tensor *max_exp_avg_sq, const mt_adam_opts *opts);
+
+typedef struct mt_rmsprop_opts {
+  double lr, alpha, eps, weight_decay, momentum;
+  bool centered, maximize;
+} mt_rmsprop_opts;
+/* momentum_buffer is needed when momentum > 0, grad_avg when centered; else they may be NULL.
+ * (RMSprop's step count does not enter the update; the caller keeps it.) */
+MT_API mt_status mt_rmsprop_step(mt_tensor *param, const mt_tensor *grad, mt_tensor *square_avg,
+                                 mt_tensor *momentum_buffer, mt_tensor *grad_avg, const mt_rmsprop_opts *opts);
+
+typedef struct mt_adagrad_opts {
+  double lr, lr_decay, eps, weight_decay;
+  bool maximize;
+} mt_adagrad_opts;
+MT_API mt_status mt_adagrad_step(mt_tensor *param, const mt_tensor *grad, mt_tensor *step, mt_tensor *sum,
+                                 const mt_adagrad_opts *opts);
+
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data files (idx.c)                                                                         */
+
+/* Reads an IDX file (MNIST's format), plain or gzip-compressed, into a fresh contiguous tensor
+ * of its element type (uint8, int8, int16, int32, float32 or float64) and dimensions. Every
+ * byte is checked: magic, declared sizes against the data actually present, no trailing data,
+ * gzip integrity. Errors are MT_EIO (cannot open or read; "<path>: no such file") or
+ * MT_EFORMAT ("<path>: <problem>"). */
+MT_API mt_status mt_read_idx(mt_tensor **out, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@ PACKAGES=(
   luarocks
   lua-busted
   python3-torch   # brings python3-numpy; only for the tests that compare with PyTorch
+  dataset-fashion-mnist  # torch.datasets.FashionMNIST's files (the demo, spec/40-data_spec.lua)
 )
 # shellcheck disable=SC2206
 PACKAGES+=(${MOONTORCH_EXTRA_PACKAGES:-})

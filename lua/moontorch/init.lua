@@ -64,7 +64,10 @@ torch._VERSION = "0.1.0"
 -- Subpackages that require "moontorch" themselves load on first use (torch.nn), so that
 -- loading them here is no require loop. Whole-model files load without touching torch.nn first
 -- (serialization.lua hooks lua/moontorch/nn/model_io.lua in).
-local SUBPACKAGES = { nn = "moontorch.nn" }
+local SUBPACKAGES = {
+  nn = "moontorch.nn", optim = "moontorch.optim",
+  utils = "moontorch.utils", datasets = "moontorch.datasets",
+}
 setmetatable(torch, {
   __index = function(t, k)
     local name = SUBPACKAGES[k]

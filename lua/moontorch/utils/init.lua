@@ -1,0 +1,4 @@
+-- torch.utils: the package of torch.utils.data (datasets, samplers, DataLoader).
+return {
+  data = require "moontorch.utils.data",
+}
