@@ -100,6 +100,7 @@ void lmt_open_serialize(lua_State *L, const lmt_tables *tb); /* checkpoint files
 void lmt_open_nn(lua_State *L, const lmt_tables *tb);        /* the NN ops, raw, as module._nn */
 void lmt_open_optim(lua_State *L, const lmt_tables *tb);     /* torch.optim's update loops (_sgd_step, ...) */
 void lmt_open_data(lua_State *L, const lmt_tables *tb);      /* torch.Generator, IDX files, data-loader draws */
+void lmt_open_jit(lua_State *L, const lmt_tables *tb);       /* traced models, raw, as module._jit */
 /* Sets every function of `regs` into the table at absolute index `idx`. */
 void lmt_setfuncs(lua_State *L, int idx, const luaL_Reg *regs);
 

@@ -218,6 +218,24 @@ static void bad_index(lua_State *L, int64_t v, int64_t limit, int dim, const cha
 mt_tensor *lmt_index_in(lua_State *L, int arg, int64_t limit, int dim, const char *fname) {
   mt_tensor *src = lmt_test(L, arg);
   mt_tensor **out = lmt_slot(L);
+  if (src && mt_trace_active()) {
+    /* Traced: the shift to 0-based is an op of the graph (the indices may come from the input). */
+    if (mt_dtype_info(src->dtype)->is_float || src->dtype == MT_BOOL)
+      lmt_argerror(L, arg, fname, "index tensor must have an integer dtype, got %s", mt_dtype_info(src->dtype)->name);
+    int64_t n = mt_numel(src);
+    for (int64_t i = 0; i < n; i++) {
+      mt_scalar s;
+      if (mt_get_flat(src, i, &s) == MT_OK && (s.i < 1 || s.i > limit)) bad_index(L, s.i, limit, dim, fname);
+    }
+    mt_tensor *one = NULL, *wide = NULL;
+    mt_status st = mt_wrap_number(&one, mt_scalar_int(1));
+    if (st == MT_OK) st = mt_to_dtype(&wide, src, MT_INT64);
+    if (st == MT_OK) st = mt_binary(out, MT_SUB, wide, one);
+    mt_tensor_release(one);
+    mt_tensor_release(wide);
+    lmt_check_status(L, st, fname);
+    return *out;
+  }
   if (src) {
     if (mt_dtype_info(src->dtype)->is_float || src->dtype == MT_BOOL)
       lmt_argerror(L, arg, fname, "index tensor must have an integer dtype, got %s", mt_dtype_info(src->dtype)->name);
@@ -235,6 +253,7 @@ mt_tensor *lmt_index_in(lua_State *L, int arg, int64_t limit, int dim, const cha
       if (!isint) lmt_argerror(L, arg, fname, "index list must hold integers (element %lld)", (long long)(i + 1));
       lua_pop(L, 1);
     }
+    mt_trace_constant(*out); /* a list from Lua is a constant of a traced graph */
   } else {
     lmt_typeerror(L, arg, fname, "index tensor or list of integers");
   }
@@ -262,7 +281,9 @@ void lmt_index_out(mt_tensor *t) {
 }
 
 void lmt_index_out_of(lua_State *L, mt_tensor **indices, const mt_tensor *values, const char *fname) {
-  if (!values->grad_fn) {
+  /* In place is cheapest; but an autograd node saved these very indices, and a trace must see
+   * the shift as an op, so then the shift is a recorded add. */
+  if (!(values && values->grad_fn) && !mt_trace_active()) {
     lmt_index_out(*indices);
     return;
   }

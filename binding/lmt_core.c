@@ -330,6 +330,7 @@ int luaopen_moontorch_core(lua_State *L) {
   lmt_open_nn(L, &tb);
   lmt_open_optim(L, &tb);
   lmt_open_data(L, &tb);
+  lmt_open_jit(L, &tb);
 
   lua_pushvalue(L, methods);
   lua_setfield(L, module, "_methods");

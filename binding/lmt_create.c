@@ -1,11 +1,19 @@
 /*
  * lmt_create.c — making tensors: torch.tensor from nested tables, zeros/ones/empty/full, the
  * *_like family, ranges, eye, random tensors and the generator state, cat and stack.
+ *
+ * During a trace (torch.jit.trace) what the deterministic creators make is a constant of the
+ * graph, its values fixed at trace time as PyTorch's tracer fixes them. The random ones are
+ * left alone: their fills refuse to be traced.
  */
 #include "lmt.h"
 
 #include <stdio.h>
 #include <string.h>
+
+static void traced_constant(const mt_tensor *t) {
+  if (mt_trace_active()) mt_trace_constant(t);
+}
 
 /* ---- torch.tensor ------------------------------------------------------------------------- */
 
@@ -169,6 +177,7 @@ static int l_tensor(lua_State *L) {
   lmt_check_status(L, mt_empty(out, dt, n.ndim, n.sizes), NAME);
   filler f = {(char *)mt_data(*out), mt_dtype_info(dt)->size, dt, mt_dtype_info(dt)};
   nested_fill(L, 1, 0, n.ndim, &f);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }
@@ -195,6 +204,7 @@ static int make_filled(lua_State *L, const char *fname, int kind) {
   default: st = mt_empty(out, o.dtype, ndim, sizes); break;
   }
   lmt_check_status(L, st, fname);
+  traced_constant(*out);
   lmt_finish_options(L, &o, fname);
   return 1;
 }
@@ -226,6 +236,7 @@ static int l_full(lua_State *L) {
   lmt_options(L, 3, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_full(out, o.has_dtype ? o.dtype : scalar_dtype(v), ndim, sizes, v), NAME);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }
@@ -250,6 +261,7 @@ static int make_like(lua_State *L, const char *fname, int kind) {
     if (st == MT_OK) st = kind == LIKE_RAND ? mt_uniform_(*out, 0, 1, NULL) : mt_normal_(*out, 0, 1, NULL);
   }
   lmt_check_status(L, st, fname);
+  if (kind != LIKE_RAND && kind != LIKE_RANDN) traced_constant(*out);
   lmt_finish_options(L, &o, fname);
   return 1;
 }
@@ -268,6 +280,7 @@ static int l_full_like(lua_State *L) {
   lmt_options(L, 3, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_full(out, o.has_dtype ? o.dtype : t->dtype, t->ndim, t->sizes, v), NAME);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }
@@ -302,6 +315,7 @@ static int l_arange(lua_State *L) {
   mt_dtype dt = o.has_dtype ? o.dtype : any_float ? MT_FLOAT32 : MT_INT64;
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_arange(out, dt, start, stop, step), NAME);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }
@@ -314,6 +328,7 @@ static int l_linspace(lua_State *L) {
   lmt_options(L, 4, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_linspace(out, o.dtype, start, stop, steps), NAME);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }
@@ -332,6 +347,7 @@ static int l_eye(lua_State *L) {
   lmt_options(L, opt, &o, NAME);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, mt_eye(out, o.dtype, n, m), NAME);
+  traced_constant(*out);
   lmt_finish_options(L, &o, NAME);
   return 1;
 }

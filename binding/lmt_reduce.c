@@ -112,7 +112,7 @@ static int arg_ext(lua_State *L, bool is_max, const char *fname) {
   bool keepdim = lmt_optbool(L, 3, false, fname);
   mt_tensor **out = lmt_slot(L);
   lmt_check_status(L, (is_max ? mt_argmax : mt_argmin)(out, t, all, d, keepdim), fname);
-  lmt_index_out(*out);
+  lmt_index_out_of(L, out, NULL, fname);
   return 1;
 }
 

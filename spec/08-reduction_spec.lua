@@ -230,6 +230,26 @@ describe("sort / topk / cumsum", function()
     assert.are.same({ { 1, 3, 6 }, { 4, 9, 15 } }, torch.cumsum(t, -1):tolist())
     assert.are.equal("int64", t:cumsum(1).dtype)
   end)
+  it("return at once for empty tensors with huge dims (nothing to walk)", function()
+    -- 2^40 empty rows once kept softmax and cumsum looping for hours, and dims of 2^62 made row
+    -- counts, strides and view offsets overflow (UBSan, `make test-sanitize`): in a child, timed.
+    local code = [=[
+      local torch = require "moontorch"
+      local e, h = torch.zeros(1 << 40, 0), torch.zeros(0, 1 << 62, 4)
+      local function show(t) io.write(table.concat(t.shape, "x"), " ") end
+      for _, f in ipairs({ "softmax", "log_softmax", "cumsum", "sort", "argsort" }) do
+        show(e[f](e, 2)); show(h[f](h, 1)); show(h[f](h, 2))
+      end
+      show(h:topk(0, 3)); show(h:flatten()); show(h:unsqueeze(3)); show(h:select(2, 5)); show(h:narrow(2, 3, 2))
+      show(h + h); show(h:clone()); io.write(string.format("%g", h:sum():item()), " ", tostring(pcall(h.flatten, h, 2)))
+    ]=]
+    local p = assert(io.popen("timeout 60 lua5.4 -e " .. H.shquote(code) .. " 2>&1", "r"))
+    local out = p:read("a")
+    assert.is_true(p:close(), "the child failed or ran past 60 s:\n" .. out)
+    local E, Hs = "1099511627776x0 ", "0x4611686018427387904x4 "
+    assert.are.equal(string.rep(E .. Hs .. Hs, 5) .. "0x4611686018427387904x0 0 0x4611686018427387904x1x4 0x4 0x2x4 "
+      .. Hs .. Hs .. "0 false", out)
+  end)
 end)
 
 describe("reduction errors", function()

@@ -167,6 +167,7 @@ void mt_saved_release(mt_saved *s) {
 mt_status mt_inplace_begin(mt_tensor *t, int n, const mt_tensor *const *inputs) {
   mt_status st = mt_check_writable(t);
   if (st) return st;
+  if (mt_tracing()) mt_trace_refuse("an in-place operation");
   if (!grad_disabled) {
     if (t->requires_grad && !t->grad_fn)
       return mt_fail(MT_ESTATE, "a leaf tensor that requires grad cannot be modified in place while grad mode "

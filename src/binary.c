@@ -451,6 +451,7 @@ MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, con
     return st;
   }
   *out = res;
+  if (mt_tracing()) mt_trace_record("binary", 2, ins, 1, out, "op=s", mt_binop_name(op));
   return MT_OK;
 }
 

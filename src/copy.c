@@ -197,6 +197,7 @@ MT_API mt_status mt_clone(mt_tensor **out, const mt_tensor *t) {
   mt_status st = clone_plain(&c, t);
   if (st || (st = record_copy(&c, t, "CloneBackward0"))) return st;
   *out = c;
+  if (mt_tracing()) mt_trace_record("clone", 1, &t, 1, out, "");
   return MT_OK;
 }
 
@@ -204,9 +205,12 @@ MT_API mt_status mt_contiguous(mt_tensor **out, const mt_tensor *t) {
   if (mt_is_contiguous(t)) {
     mt_tensor_retain((mt_tensor *)t);
     *out = (mt_tensor *)t;
-    return MT_OK;
+  } else {
+    mt_status st = mt_clone(out, t);
+    if (st) return st;
   }
-  return mt_clone(out, t);
+  if (mt_tracing()) mt_trace_record("contiguous", 1, &t, 1, out, "");
+  return MT_OK;
 }
 
 MT_API mt_status mt_to_dtype(mt_tensor **out, const mt_tensor *t, mt_dtype dt) {
@@ -214,17 +218,18 @@ MT_API mt_status mt_to_dtype(mt_tensor **out, const mt_tensor *t, mt_dtype dt) {
   if (dt == t->dtype) {
     mt_tensor_retain((mt_tensor *)t);
     *out = (mt_tensor *)t;
-    return MT_OK;
+  } else {
+    mt_tensor *c;
+    mt_status st = mt_empty_like(&c, t, dt);
+    if (st) return st;
+    mt_iter it;
+    const mt_tensor *ops[2] = {c, t};
+    mt_iter_init(&it, 2, ops);
+    mt_iter_run(&it, mt_convert_loop(dt, t->dtype), NULL);
+    if ((st = record_copy(&c, t, "ToCopyBackward0"))) return st;
+    *out = c;
   }
-  mt_tensor *c;
-  mt_status st = mt_empty_like(&c, t, dt);
-  if (st) return st;
-  mt_iter it;
-  const mt_tensor *ops[2] = {c, t};
-  mt_iter_init(&it, 2, ops);
-  mt_iter_run(&it, mt_convert_loop(dt, t->dtype), NULL);
-  if ((st = record_copy(&c, t, "ToCopyBackward0"))) return st;
-  *out = c;
+  if (mt_tracing()) mt_trace_record("to_dtype", 1, &t, 1, out, "dtype=s", mt_dtype_name(dt));
   return MT_OK;
 }
 
@@ -258,11 +263,15 @@ static void fill_loop(char **data, const int64_t *s, int64_t n, void *vctx) {
 MT_API mt_status mt_fill_(mt_tensor *t, mt_scalar v) {
   mt_status st = mt_inplace_begin(t, 0, NULL);
   if (st) return st;
+  mt_fill_into(t, v);
+  return MT_OK;
+}
+
+void mt_fill_into(mt_tensor *t, mt_scalar v) {
   fill_ctx c = {{0}, mt_dtype_size(t->dtype)};
   mt_write_scalar(t->dtype, c.bytes, v);
   mt_iter it;
   const mt_tensor *ops[1] = {t};
   mt_iter_init(&it, 1, ops);
   mt_iter_run(&it, fill_loop, &c);
-  return MT_OK;
 }

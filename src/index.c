@@ -383,6 +383,14 @@ static mt_status scatter_add_backward(mt_node *n, mt_tensor *const *gout, mt_ten
 
 /* ---- index_select ------------------------------------------------------------------------ */
 
+/* While tracing, an indexing op that succeeded records itself (src may be NULL: no such input). */
+static void traced(const char *op, const mt_tensor *t, const mt_tensor *index, const mt_tensor *src, mt_tensor **out,
+                   int64_t dim) {
+  if (!mt_tracing()) return;
+  const mt_tensor *ins[3] = {t, index, src};
+  mt_trace_record(op, src ? 3 : 2, ins, 1, out, "dim=i", dim);
+}
+
 MT_API mt_status mt_index_select(mt_tensor **out, const mt_tensor *t, int64_t dim, const mt_tensor *index) {
   int d;
   mt_status st = mt_wrap_dim(dim, t->ndim, &d);
@@ -422,6 +430,7 @@ MT_API mt_status mt_index_select(mt_tensor **out, const mt_tensor *t, int64_t di
   mt_tensor_release(held);
   if ((st = record_index(&r, "IndexSelectBackward0", index_select_backward, 1, &t, d, index)) != MT_OK) return st;
   *out = r;
+  traced("index_select", t, index, NULL, out, dim);
   return MT_OK;
 }
 
@@ -478,6 +487,7 @@ MT_API mt_status mt_gather(mt_tensor **out, const mt_tensor *t, int64_t dim, con
   mt_tensor_release(held);
   if ((st = record_index(&r, "GatherBackward0", gather_backward, 1, &t, d, index)) != MT_OK) return st;
   *out = r;
+  traced("gather", t, index, NULL, out, dim);
   return MT_OK;
 }
 
@@ -517,6 +527,7 @@ done:
     return st;
   }
   *out = r;
+  traced(accumulate ? "scatter_add" : "scatter", t, index, src, out, dim);
   return MT_OK;
 }
 

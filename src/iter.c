@@ -23,11 +23,17 @@ mt_status mt_iter_init(mt_iter *it, int nops, const mt_tensor *const *ops) {
       int kd = op->ndim - 1 - d;
       sizes[d] = size;
       if (kd < 0) strides[k][d] = 0;
-      else if (op->sizes[kd] == size) strides[k][d] = size == 1 ? 0 : op->strides[kd] * esize;
+      else if (op->sizes[kd] == size) strides[k][d] = size == 1 || it->numel == 0 ? 0 : op->strides[kd] * esize;
       else if (op->sizes[kd] == 1) strides[k][d] = 0;
       else goto mismatch;
     }
     it->data[k] = mt_data(op);
+  }
+  /* An empty walk visits nothing, and its strides may be huge (contiguous strides of an empty
+   * tensor saturate): no byte strides or merged sizes, which could overflow. */
+  if (it->numel == 0) {
+    it->ndim = 0;
+    return MT_OK;
   }
 
   /* Drop size-1 dims, then order by operand 0's stride (insertion sort: nd <= 8) so that an

@@ -173,6 +173,7 @@ MT_API mt_status mt_cat(mt_tensor **out, int n, const mt_tensor *const *ts, int6
     if (st != MT_OK) return st;
   }
   *out = r;
+  if (mt_tracing()) mt_trace_record("cat", n, ts, 1, out, "dim=i", dim);
   return MT_OK;
 }
 
@@ -211,6 +212,9 @@ MT_API mt_status mt_stack(mt_tensor **out, int n, const mt_tensor *const *ts, in
   for (int i = 0; i < n; i++) mt_tensor_release(views[i]);
   free(views);
   if (st == MT_OK) st = record_join(&r, "StackBackward0", stack_backward, n, ts, d, NULL);
-  if (st == MT_OK) *out = r;
+  if (st == MT_OK) {
+    *out = r;
+    if (mt_tracing()) mt_trace_record("stack", n, ts, 1, out, "dim=i", dim);
+  }
   return st;
 }

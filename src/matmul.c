@@ -414,13 +414,22 @@ static mt_status run_rec(mt_tensor **out, const mt_tensor *a, const mt_tensor *b
 
 /* ---- public entry points ----------------------------------------------------------------- */
 
+/* While tracing, a product that succeeded records itself as `op`; passes st through. */
+static mt_status traced(mt_status st, const char *op, const mt_tensor *a, const mt_tensor *b, mt_tensor **out) {
+  if (st == MT_OK && mt_tracing()) {
+    const mt_tensor *ins[2] = {a, b};
+    mt_trace_record(op, 2, ins, 1, out, "");
+  }
+  return st;
+}
+
 MT_API mt_status mt_mm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
   if (a->ndim != 2) return mt_fail(MT_ESHAPE, "mat1 must be a matrix, got a %d-D tensor", a->ndim);
   if (b->ndim != 2) return mt_fail(MT_ESHAPE, "mat2 must be a matrix, got a %d-D tensor", b->ndim);
   if (a->sizes[1] != b->sizes[0])
     return mt_fail(MT_ESHAPE, "mat1 and mat2 shapes cannot be multiplied (%lldx%lld and %lldx%lld)",
                    (long long)a->sizes[0], (long long)a->sizes[1], (long long)b->sizes[0], (long long)b->sizes[1]);
-  return run_rec(out, a, b, "MmBackward0");
+  return traced(run_rec(out, a, b, "MmBackward0"), "mm", a, b, out);
 }
 
 MT_API mt_status mt_bmm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
@@ -430,14 +439,14 @@ MT_API mt_status mt_bmm(mt_tensor **out, const mt_tensor *a, const mt_tensor *b)
   if (a->sizes[0] != b->sizes[0] || a->sizes[2] != b->sizes[1])
     return mt_fail(MT_ESHAPE, "batch1 and batch2 shapes cannot be multiplied (%s and %s)",
                    mt_shape_str(sa, sizeof sa, 3, a->sizes), mt_shape_str(sb, sizeof sb, 3, b->sizes));
-  return run_rec(out, a, b, "BmmBackward0");
+  return traced(run_rec(out, a, b, "BmmBackward0"), "bmm", a, b, out);
 }
 
 MT_API mt_status mt_matmul(mt_tensor **out, const mt_tensor *a, const mt_tensor *b) {
   char sa[MT_SHAPE_STRLEN], sb[MT_SHAPE_STRLEN];
   if (a->ndim == 0 || b->ndim == 0)
     return mt_fail(MT_ESHAPE, "both arguments need at least 1 dim, got %d-D and %d-D", a->ndim, b->ndim);
-  if (a->ndim == 2 && b->ndim == 2) return mt_mm(out, a, b);
+  if (a->ndim == 2 && b->ndim == 2) return traced(mt_mm(out, a, b), "matmul", a, b, out);
   int64_t ka = a->sizes[a->ndim - 1], kb = b->sizes[b->ndim > 1 ? b->ndim - 2 : 0];
   if (ka != kb)
     return mt_fail(MT_ESHAPE, "shapes %s and %s cannot be multiplied (%lld != %lld)",
@@ -456,5 +465,5 @@ MT_API mt_status mt_matmul(mt_tensor **out, const mt_tensor *a, const mt_tensor 
   const char *name = "UnsafeViewBackward0";
   if (a->ndim == 1) name = b->ndim == 1 ? "DotBackward0" : b->ndim == 2 ? "SqueezeBackward3" : name;
   else if (a->ndim == 2) name = b->ndim == 1 ? "MvBackward0" : "CloneBackward0";
-  return run_rec(out, a, b, name);
+  return traced(run_rec(out, a, b, name), "matmul", a, b, out);
 }

@@ -549,6 +549,41 @@ MT_API mt_status mt_adagrad_step(mt_tensor *param, const mt_tensor *grad, mt_ten
 
 
 /* ------------------------------------------------------------------------------------------ */
+/* Traced models (jit.c, jit_ops.c): the deployment format. While a trace is active on a      */
+/* thread, every core op that thread runs is recorded as a node (op name, input and output    */
+/* value ids, attributes); tensors that no recorded op made and that are not inputs become    */
+/* constants (the weights). The graph saves to a checkpoint file (plain data PyTorch opens)   */
+/* and runs from C with no Lua: each node calls the same core function the trace saw.         */
+
+typedef struct mt_trace mt_trace;
+typedef struct mt_graph mt_graph;
+
+MT_API mt_status mt_trace_begin(mt_trace **out); /* one trace per thread at a time */
+MT_API mt_status mt_trace_input(mt_trace *tr, const mt_tensor *t);
+/* Ends the trace (freeing tr, also on failure) and builds the graph computing `outputs`.
+ * Fails when the traced code used an op that cannot be traced (naming it), made a tensor
+ * during the trace outside recorded ops, or ran an in-place or random op. */
+MT_API mt_status mt_trace_end(mt_trace *tr, int nout, mt_tensor *const *outputs, mt_graph **out);
+MT_API void mt_trace_abort(mt_trace *tr); /* NULL is fine */
+MT_API bool mt_trace_active(void);
+/* A host's creation functions (zeros, tensor, arange, ...) mark what they make during a trace
+ * as a constant of the graph; any other tensor that appears during the trace without a
+ * recorded op is an error at mt_trace_end (an op the tracer does not know). */
+MT_API void mt_trace_constant(const mt_tensor *t);
+
+MT_API int mt_graph_num_inputs(const mt_graph *g);
+MT_API int mt_graph_num_outputs(const mt_graph *g);
+/* inputs: num_inputs tensors (shapes may differ from the traced ones where the ops allow);
+ * outputs: an array of num_outputs slots that receive new references. */
+MT_API mt_status mt_graph_run(const mt_graph *g, mt_tensor *const *inputs, mt_tensor **outputs);
+MT_API mt_status mt_graph_save(const mt_graph *g, const char *path);
+MT_API mt_status mt_graph_load(mt_graph **out, const char *path);
+/* The graph as a value tree (what the file holds) and back, validated like a file. */
+MT_API mt_status mt_graph_to_value(const mt_graph *g, mt_value **out);
+MT_API mt_status mt_graph_from_value(mt_graph **out, const mt_value *v);
+MT_API void mt_graph_free(mt_graph *g); /* NULL is fine */
+
+/* ------------------------------------------------------------------------------------------ */
 /* Data files (idx.c)                                                                         */
 
 /* Reads an IDX file (MNIST's format), plain or gzip-compressed, into a fresh contiguous tensor

@@ -129,6 +129,8 @@ void mt_iter_run(const mt_iter *it, mt_loop_fn loop, void *ctx);
 /* mt_copy_ without the autograd checks, for filling a fresh result from inputs that may
  * require grad (the op records its own node). */
 mt_status mt_copy_into(mt_tensor *dst, const mt_tensor *src);
+/* mt_fill_ without the autograd and tracing checks, for fresh tensors. */
+void mt_fill_into(mt_tensor *t, mt_scalar v);
 /* The conversion loop from src dtype to dst dtype (2 operands: dst, src). */
 mt_loop_fn mt_convert_loop(mt_dtype dst, mt_dtype src);
 
@@ -292,5 +294,28 @@ mt_status mt_pickle_write(const mt_value *root, mt_buffer *out, mt_storage_table
 typedef mt_status (*mt_storage_loader)(void *ctx, const char *key, mt_dtype dt, int64_t numel, mt_storage **out);
 /* Reads the pickle subset; refuses any global outside the allowlist, naming it. */
 mt_status mt_pickle_read(const uint8_t *data, size_t len, mt_storage_loader load, void *ctx, mt_value **out);
+
+
+/* ---- tracing hooks (jit.c) ---------------------------------------------------------------- */
+/* Every public op that computes tensors ends with
+ *     if (mt_tracing()) mt_trace_record("conv2d", 3, ins, 1, &out, "stride=I2 padding=I2 dilation=I2 groups=i",
+ *                                       stride, padding, dilation, groups);
+ * naming the op as jit_ops.c's table does; inputs may contain NULL (an absent optional
+ * input). The attribute format is space-separated `name=T`, T one of: i (int64_t), f (double),
+ * b (int, as bool), s (const char *), I<n> (const int64_t * with n items, n a digit),
+ * In (int count, then const int64_t *), S (mt_scalar). Recording never fails the op: an
+ * allocation failure poisons the trace and mt_trace_end reports it. mt_wrap_number marks its
+ * result as a constant (mt_trace_constant); in-place ops (through mt_inplace_begin) and random
+ * ops call mt_trace_refuse(name), which poisons the trace with "<name> cannot be traced".
+ * A tensor's last record wins and the graph keeps only the nodes its outputs need, so an op
+ * built from other recorded ops may record itself on top (it then runs as one node). */
+extern _Thread_local mt_trace *mt_active_trace;
+static inline bool mt_tracing(void) { return mt_active_trace != NULL; }
+void mt_trace_record(const char *op, int nin, const mt_tensor *const *ins, int nout, mt_tensor *const *outs,
+                     const char *attr_fmt, ...);
+void mt_trace_refuse(const char *what);
+/* Each storage gets a serial number at allocation: the tracer tells weights made before the
+ * trace from tensors made during it. */
+uint64_t mt_storage_serial(const mt_storage *s);
 
 #endif /* MT_INTERNAL_H */

@@ -237,7 +237,9 @@ static mt_status conv_run(mt_tensor **out, const conv_geom *g, const mt_tensor *
   mt_tensor *x = NULL, *w = NULL, *b = NULL, *y = NULL;
   void *col = NULL, *prod = NULL;
   mt_status st;
-  mt_set_grad_enabled(false); /* the contiguous copies record nothing */
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the contiguous copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the public functions record the conv itself) */
   if ((st = mt_contiguous(&x, input)) || (st = mt_contiguous(&w, weight)) || (bias && (st = mt_contiguous(&b, bias))) ||
       (st = mt_empty(&y, g->dtype, out_ndim, out_sizes)))
     goto done;
@@ -259,6 +261,7 @@ static mt_status conv_run(mt_tensor **out, const conv_geom *g, const mt_tensor *
     }
   }
 done:
+  mt_active_trace = tr;
   mt_set_grad_enabled(was);
   free(col);
   mt_tensor_release(x), mt_tensor_release(w), mt_tensor_release(b);
@@ -355,8 +358,15 @@ MT_API mt_status mt_conv2d(mt_tensor **out, const mt_tensor *input, const mt_ten
   const bool batched = input->ndim == 4;
   int64_t sizes[4] = {g.N, g.Cout, g.Ho, g.Wo};
   /* unbatched: PyTorch runs it as a batch of one and squeezes, hence its node name */
-  return conv_run(out, &g, input, weight, bias, batched ? 4 : 3, batched ? sizes : sizes + 1,
-                  batched ? "ConvolutionBackward0" : "SqueezeBackward1");
+  if ((st = conv_run(out, &g, input, weight, bias, batched ? 4 : 3, batched ? sizes : sizes + 1,
+                     batched ? "ConvolutionBackward0" : "SqueezeBackward1")))
+    return st;
+  if (mt_tracing()) {
+    const mt_tensor *ins[3] = {input, weight, bias};
+    mt_trace_record("conv2d", 3, ins, 1, out, "stride=I2 padding=I2 dilation=I2 groups=i", stride, padding, dilation,
+                    groups);
+  }
+  return MT_OK;
 }
 
 MT_API mt_status mt_conv1d(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight, const mt_tensor *bias,
@@ -367,6 +377,13 @@ MT_API mt_status mt_conv1d(mt_tensor **out, const mt_tensor *input, const mt_ten
   if (st) return st;
   const bool batched = input->ndim == 3;
   int64_t sizes[3] = {g.N, g.Cout, g.Wo};
-  return conv_run(out, &g, input, weight, bias, batched ? 3 : 2, batched ? sizes : sizes + 1,
-                  batched ? "ConvolutionBackward0" : "SqueezeBackward1");
+  if ((st = conv_run(out, &g, input, weight, bias, batched ? 3 : 2, batched ? sizes : sizes + 1,
+                     batched ? "ConvolutionBackward0" : "SqueezeBackward1")))
+    return st;
+  if (mt_tracing()) {
+    const mt_tensor *ins[3] = {input, weight, bias};
+    mt_trace_record("conv1d", 3, ins, 1, out, "stride=i padding=i dilation=i groups=i", stride, padding, dilation,
+                    groups);
+  }
+  return MT_OK;
 }

@@ -192,8 +192,11 @@ MT_API mt_status mt_linear(mt_tensor **out, const mt_tensor *input, const mt_ten
   const bool record = mt_grad_needed(3, ins);
   const bool was = mt_is_grad_enabled();
   mt_tensor *r = NULL;
-  mt_set_grad_enabled(false); /* the internal reshapes and copies record nothing */
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal reshapes and copies record nothing, */
+  mt_active_trace = NULL;     /* neither for autograd nor for a trace (linear records itself) */
   st = linear_compute(&r, input, weight, bias);
+  mt_active_trace = tr;
   mt_set_grad_enabled(was);
   if (st) return st;
   if (record) {
@@ -211,6 +214,7 @@ MT_API mt_status mt_linear(mt_tensor **out, const mt_tensor *input, const mt_ten
       return st;
     }
   }
+  if (tr) mt_trace_record("linear", 3, ins, 1, &r, "");
   *out = r;
   return MT_OK;
 }

@@ -298,7 +298,9 @@ static mt_status pw_loss(mt_tensor **out, pw_kind kind, const mt_tensor *input, 
   mt_tensor *ops[4] = {0}, *y = NULL, *res = NULL;
   const mt_tensor *srcs[4] = {input, target, weight, pos_weight};
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   for (int i = 0; i < 4 && !st; i++)
     if (srcs[i]) st = dense_as(&ops[i], srcs[i], cdt, ndim, sizes);
   if (!st) st = mt_empty(&y, cdt, ndim, sizes);
@@ -317,6 +319,7 @@ static mt_status pw_loss(mt_tensor **out, pw_kind kind, const mt_tensor *input, 
     }
   }
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   for (int i = 0; i < 4; i++) mt_tensor_release(ops[i]);
   mt_tensor_release(y);
 
@@ -338,6 +341,13 @@ static mt_status pw_loss(mt_tensor **out, pw_kind kind, const mt_tensor *input, 
   if (st) {
     mt_tensor_release(res);
     return st;
+  }
+  if (tr) { /* the public function's name and tensor arguments */
+    static const char *const names[] = {"mse_loss", "l1_loss", "smooth_l1_loss", "bce_loss", "bce_with_logits"};
+    static const int nins[] = {2, 2, 2, 3, 4};
+    if (kind == PW_SMOOTH_L1)
+      mt_trace_record(names[kind], 2, srcs, 1, &res, "reduction=i beta=f", (int64_t)reduction, beta);
+    else mt_trace_record(names[kind], nins[kind], srcs, 1, &res, "reduction=i", (int64_t)reduction);
   }
   *out = res;
   return MT_OK;
@@ -502,7 +512,9 @@ MT_API mt_status mt_nll_loss(mt_tensor **out, const mt_tensor *log_probs, const 
   mt_tensor *x = NULL, *tgt = NULL, *y = NULL, *res = NULL;
   double *w = NULL, sum = 0, total = 0;
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   if ((st = dense_as(&x, log_probs, cdt, log_probs->ndim, log_probs->sizes)) ||
       (st = dense_as(&tgt, target, MT_INT64, target->ndim, target->sizes)) || (weight && (st = read_f64(&w, weight))))
     goto done;
@@ -521,6 +533,7 @@ MT_API mt_status mt_nll_loss(mt_tensor **out, const mt_tensor *log_probs, const 
     st = mt_full(&res, log_probs->dtype, 0, NULL, mt_scalar_float(reduction == MT_REDUCTION_MEAN ? sum / total : sum));
   if (st) goto done;
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
 
   const mt_tensor *ins[1] = {log_probs};
   if (mt_grad_needed(1, ins)) {
@@ -535,8 +548,13 @@ MT_API mt_status mt_nll_loss(mt_tensor **out, const mt_tensor *log_probs, const 
       mt_node_set_output(&p->base, res, 0);
     mt_node_release(&p->base);
   }
+  if (!st && tr) {
+    const mt_tensor *tins[3] = {log_probs, target, weight};
+    mt_trace_record("nll_loss", 3, tins, 1, &res, "ignore_index=i reduction=i", ignore_index, (int64_t)reduction);
+  }
 done:
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   mt_tensor_release(x), mt_tensor_release(tgt), mt_tensor_release(y);
   free(w);
   if (st) {
@@ -709,12 +727,22 @@ MT_API mt_status mt_cross_entropy(mt_tensor **out, const mt_tensor *logits, cons
     nll_geom geo; /* checked before the softmax is spent */
     if ((st = nll_check(logits, target, weight, &geo))) return st;
   }
+  /* Composed of recorded ops (autograd goes through them), while a trace sees one node. */
+  mt_trace *const tr = mt_active_trace;
+  mt_active_trace = NULL;
   mt_tensor *lsm;
-  if ((st = mt_log_softmax(&lsm, logits, class_dim))) return st;
-  if (prob) st = ce_prob_target(out, lsm, target, weight, label_smoothing, reduction, class_dim);
-  else if (label_smoothing > 0)
-    st = ce_smoothing(out, lsm, target, weight, ignore_index, label_smoothing, reduction, class_dim);
-  else st = mt_nll_loss(out, lsm, target, weight, ignore_index, reduction);
-  mt_tensor_release(lsm);
+  if (!(st = mt_log_softmax(&lsm, logits, class_dim))) {
+    if (prob) st = ce_prob_target(out, lsm, target, weight, label_smoothing, reduction, class_dim);
+    else if (label_smoothing > 0)
+      st = ce_smoothing(out, lsm, target, weight, ignore_index, label_smoothing, reduction, class_dim);
+    else st = mt_nll_loss(out, lsm, target, weight, ignore_index, reduction);
+    mt_tensor_release(lsm);
+  }
+  mt_active_trace = tr;
+  if (!st && tr) {
+    const mt_tensor *ins[3] = {logits, target, weight};
+    mt_trace_record("cross_entropy", 3, ins, 1, out, "ignore_index=i label_smoothing=f reduction=i", ignore_index,
+                    label_smoothing, (int64_t)reduction);
+  }
   return st;
 }

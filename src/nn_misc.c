@@ -93,7 +93,9 @@ MT_API mt_status mt_embedding(mt_tensor **out, const mt_tensor *weight, const mt
                    (long long)num);
   mt_tensor *idx = NULL, *w = NULL, *res = NULL;
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   mt_status st = dense(&idx, indices, MT_INT64);
   if (st) goto done;
   const int64_t n = mt_numel(idx), *ix = mt_data(idx);
@@ -111,6 +113,7 @@ MT_API mt_status mt_embedding(mt_tensor **out, const mt_tensor *weight, const mt
   char *dst = mt_data(res);
   for (int64_t i = 0; i < n; i++) memcpy(dst + (size_t)i * row, src + (size_t)ix[i] * row, row);
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
 
   const mt_tensor *ins[1] = {weight};
   if (mt_grad_needed(1, ins)) {
@@ -123,8 +126,13 @@ MT_API mt_status mt_embedding(mt_tensor **out, const mt_tensor *weight, const mt
     if (!(st = mt_save_tensor(&en->indices, indices))) mt_node_set_output(&en->base, res, 0);
     mt_node_release(&en->base);
   }
+  if (!st && tr) {
+    const mt_tensor *tins[2] = {weight, indices};
+    mt_trace_record("embedding", 2, tins, 1, &res, "padding_idx=i", padding_idx);
+  }
 done:
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   mt_tensor_release(idx);
   mt_tensor_release(w);
   if (st) {
@@ -150,10 +158,12 @@ MT_API mt_status mt_dropout(mt_tensor **out, const mt_tensor *input, double p, b
                    mt_shape_str(a, sizeof a, input->ndim, input->sizes));
   }
   if (!training || p == 0 || mt_numel(input) == 0) { /* the input itself, as PyTorch returns it */
-    mt_tensor_retain((mt_tensor *)input);
+    mt_tensor_retain((mt_tensor *)input); /* nothing to trace: the graph passes the input on */
     *out = (mt_tensor *)input;
     return MT_OK;
   }
+  /* a graph replaying one mask (or drawing new ones) would not be the model that was traced */
+  if (mt_tracing()) mt_trace_refuse("dropout in training mode (random number generation)");
   mt_tensor *noise, *scale = NULL;
   mt_status st;
   if (p == 1) { /* no draw: input * 0 (NaN stays NaN, as in PyTorch) */
@@ -284,7 +294,9 @@ static mt_status activation(mt_tensor **out, const mt_tensor *input, act_kind ki
   const mt_dtype cdt = compute_dtype(input->dtype);
   mt_tensor *x = NULL, *res = NULL;
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   mt_status st = dense(&x, input, cdt);
   if (!st && !(st = mt_empty(&res, cdt, input->ndim, input->sizes))) {
     if (cdt == MT_FLOAT64) act_forward_f64(kind, slope, mt_data(x), mt_data(res), mt_numel(res));
@@ -298,6 +310,7 @@ static mt_status activation(mt_tensor **out, const mt_tensor *input, act_kind ki
     }
   }
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   mt_tensor_release(x);
   const mt_tensor *ins[1] = {input};
   if (!st && mt_grad_needed(1, ins)) {
@@ -318,11 +331,19 @@ static mt_status activation(mt_tensor **out, const mt_tensor *input, act_kind ki
 }
 
 MT_API mt_status mt_leaky_relu(mt_tensor **out, const mt_tensor *input, double negative_slope) {
-  return activation(out, input, ACT_LEAKY_RELU, negative_slope);
+  mt_status st = activation(out, input, ACT_LEAKY_RELU, negative_slope);
+  if (!st && mt_tracing()) mt_trace_record("leaky_relu", 1, &input, 1, out, "negative_slope=f", negative_slope);
+  return st;
 }
 
 MT_API mt_status mt_gelu(mt_tensor **out, const mt_tensor *input, bool tanh_approximation) {
-  return activation(out, input, tanh_approximation ? ACT_GELU_TANH : ACT_GELU, 0);
+  mt_status st = activation(out, input, tanh_approximation ? ACT_GELU_TANH : ACT_GELU, 0);
+  if (!st && mt_tracing()) mt_trace_record("gelu", 1, &input, 1, out, "tanh_approximation=b", (int)tanh_approximation);
+  return st;
 }
 
-MT_API mt_status mt_silu(mt_tensor **out, const mt_tensor *input) { return activation(out, input, ACT_SILU, 0); }
+MT_API mt_status mt_silu(mt_tensor **out, const mt_tensor *input) {
+  mt_status st = activation(out, input, ACT_SILU, 0);
+  if (!st && mt_tracing()) mt_trace_record("silu", 1, &input, 1, out, "");
+  return st;
+}

@@ -339,6 +339,8 @@ MT_API mt_status mt_batch_norm(mt_tensor **out, const mt_tensor *input, const mt
   const mt_tensor *params[4] = {weight, bias, running_mean, running_var};
   mt_status st = bn_check(input, params, training);
   if (st) return st;
+  /* a replayed graph would not write the statistics back */
+  if (training && running_mean && mt_tracing()) mt_trace_refuse("updating batch_norm's running statistics");
   const mt_dtype cdt = compute_dtype(input->dtype);
   const bn_geom geo = bn_geometry(input);
   const int64_t C = geo.c, count = geo.n * geo.s;
@@ -349,7 +351,9 @@ MT_API mt_status mt_batch_norm(mt_tensor **out, const mt_tensor *input, const mt
   double *mean = stats, *invstd = stats + C, *alpha = stats + 2 * C, *beta = stats + 3 * C, *unbiased = stats + 4 * C;
   mt_tensor *x = NULL, *res = NULL;
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   if ((st = dense(&x, input, cdt))) goto done;
   if ((weight && (st = read_f64(&w, weight))) || (bias && (st = read_f64(&b, bias)))) goto done;
   if (training) {
@@ -389,6 +393,7 @@ MT_API mt_status mt_batch_norm(mt_tensor **out, const mt_tensor *input, const mt
        (st = bn_update_running(running_var, unbiased, momentum))))
     goto done;
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
 
   const mt_tensor *ins[3] = {input, weight, bias};
   if (mt_grad_needed(3, ins)) {
@@ -404,8 +409,13 @@ MT_API mt_status mt_batch_norm(mt_tensor **out, const mt_tensor *input, const mt
       mt_node_set_output(&n->base, res, 0);
     mt_node_release(&n->base);
   }
+  if (!st && tr) {
+    const mt_tensor *tins[5] = {input, weight, bias, running_mean, running_var};
+    mt_trace_record("batch_norm", 5, tins, 1, &res, "training=b momentum=f eps=f", (int)training, momentum, eps);
+  }
 done:
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   mt_tensor_release(x);
   free(stats), free(w), free(b), free(rm), free(rv);
   if (st) {
@@ -557,7 +567,9 @@ MT_API mt_status mt_layer_norm(mt_tensor **out, const mt_tensor *input, int nsha
   if (!stats) return mt_fail(MT_ENOMEM, "out of memory");
   mt_tensor *x = NULL, *w = NULL, *bb = NULL, *res = NULL;
   bool grad_on = mt_is_grad_enabled();
-  mt_set_grad_enabled(false);
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the internal copies record nothing, neither for autograd */
+  mt_active_trace = NULL;     /* nor for a trace (the op records itself) */
   if ((st = dense(&x, input, cdt)) || (weight && (st = dense(&w, weight, cdt))) ||
       (bias && (st = dense(&bb, bias, cdt))) || (st = mt_empty(&res, cdt, input->ndim, input->sizes)))
     goto done;
@@ -578,6 +590,7 @@ MT_API mt_status mt_layer_norm(mt_tensor **out, const mt_tensor *input, int nsha
     res = conv;
   }
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
 
   const mt_tensor *ins[3] = {input, weight, bias};
   if (mt_grad_needed(3, ins)) {
@@ -595,8 +608,11 @@ MT_API mt_status mt_layer_norm(mt_tensor **out, const mt_tensor *input, int nsha
       mt_node_set_output(&n->base, res, 0);
     mt_node_release(&n->base);
   }
+  if (!st && tr)
+    mt_trace_record("layer_norm", 3, ins, 1, &res, "normalized_shape=In eps=f", nshape, normalized_shape, eps);
 done:
   mt_set_grad_enabled(grad_on);
+  mt_active_trace = tr;
   mt_tensor_release(x), mt_tensor_release(w), mt_tensor_release(bb);
   free(stats);
   if (st) {

@@ -231,7 +231,9 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
   const bool record = mt_grad_needed(1, &input), was = mt_is_grad_enabled();
   mt_tensor *x = NULL, *y = NULL, *ind = NULL;
   mt_status st;
-  mt_set_grad_enabled(false); /* the contiguous copy records nothing */
+  mt_trace *const tr = mt_active_trace;
+  mt_set_grad_enabled(false); /* the contiguous copy records nothing, neither for autograd nor */
+  mt_active_trace = NULL;     /* for a trace (the public functions record the pooling itself) */
   if ((st = mt_contiguous(&x, input)) || (st = mt_empty(&y, g->dtype, nd, sizes)) ||
       (kind == POOL_MAX && (st = mt_empty(&ind, MT_INT64, nd, sizes))))
     goto done;
@@ -262,6 +264,7 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
     }
   }
 done:
+  mt_active_trace = tr;
   mt_set_grad_enabled(was);
   mt_tensor_release(x);
   if (st) {
@@ -319,7 +322,15 @@ MT_API mt_status mt_max_pool2d(mt_tensor **out, mt_tensor **indices, const mt_te
   mt_status st;
   if ((st = pool_input(&g, "max_pool2d", input)) || (st = window_setup(&g, input, kernel, stride, padding, dilation, ceil_mode)))
     return st;
-  return pool_run(out, indices, POOL_MAX, &g, input, "MaxPool2DWithIndicesBackward0");
+  if ((st = pool_run(out, indices, POOL_MAX, &g, input, "MaxPool2DWithIndicesBackward0"))) return st;
+  /* recorded with the defaults resolved, so that a node reads the same however it was called */
+  if (mt_tracing()) {
+    const int64_t s[2] = {g.sH, g.sW}, p[2] = {g.pH, g.pW}, d[2] = {g.dH, g.dW};
+    mt_tensor *outs[2] = {*out, indices ? *indices : NULL};
+    mt_trace_record(indices ? "max_pool2d_with_indices" : "max_pool2d", 1, &input, indices ? 2 : 1, outs,
+                    "kernel=I2 stride=I2 padding=I2 dilation=I2 ceil_mode=b", kernel, s, p, d, (int)ceil_mode);
+  }
+  return MT_OK;
 }
 
 MT_API mt_status mt_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t kernel[2], const int64_t stride[2],
@@ -329,7 +340,13 @@ MT_API mt_status mt_avg_pool2d(mt_tensor **out, const mt_tensor *input, const in
   if ((st = pool_input(&g, "avg_pool2d", input)) || (st = window_setup(&g, input, kernel, stride, padding, NULL, ceil_mode)))
     return st;
   g.count_include_pad = count_include_pad;
-  return pool_run(out, NULL, POOL_AVG, &g, input, "AvgPool2DBackward0");
+  if ((st = pool_run(out, NULL, POOL_AVG, &g, input, "AvgPool2DBackward0"))) return st;
+  if (mt_tracing()) {
+    const int64_t s[2] = {g.sH, g.sW}, p[2] = {g.pH, g.pW};
+    mt_trace_record("avg_pool2d", 1, &input, 1, out, "kernel=I2 stride=I2 padding=I2 ceil_mode=b count_include_pad=b",
+                    kernel, s, p, (int)ceil_mode, (int)count_include_pad);
+  }
+  return MT_OK;
 }
 
 MT_API mt_status mt_adaptive_avg_pool2d(mt_tensor **out, const mt_tensor *input, const int64_t output_size[2]) {
@@ -341,6 +358,9 @@ MT_API mt_status mt_adaptive_avg_pool2d(mt_tensor **out, const mt_tensor *input,
                    (long long)output_size[0], (long long)output_size[1]);
   g.Ho = output_size[0], g.Wo = output_size[1];
   /* a 1 x 1 output is a mean over H and W in PyTorch, hence its node name */
-  return pool_run(out, NULL, POOL_ADAPTIVE, &g, input,
-                  g.Ho == 1 && g.Wo == 1 ? "MeanBackward1" : "AdaptiveAvgPool2DBackward0");
+  if ((st = pool_run(out, NULL, POOL_ADAPTIVE, &g, input,
+                     g.Ho == 1 && g.Wo == 1 ? "MeanBackward1" : "AdaptiveAvgPool2DBackward0")))
+    return st;
+  if (mt_tracing()) mt_trace_record("adaptive_avg_pool2d", 1, &input, 1, out, "output_size=I2", output_size);
+  return MT_OK;
 }

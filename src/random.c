@@ -506,6 +506,9 @@ static mt_status target_begin(fill_target *ft, mt_tensor *t) {
   ft->scratch = NULL;
   ft->n = mt_numel(t);
   ft->contiguous = mt_is_contiguous(t);
+  /* A graph would replay the trace's draws, not draw anew: refused, before the in-place check
+   * refuses it less precisely. */
+  if (mt_tracing()) mt_trace_refuse("random number generation");
   mt_status st = mt_inplace_begin(t, 0, NULL);
   if (st) return st;
   if (ft->contiguous || ft->n == 0) {
@@ -715,6 +718,7 @@ MT_API mt_status mt_bernoulli_(mt_tensor *t, double p, mt_generator *g) {
   } while (0)
 
 MT_API mt_status mt_randperm(mt_tensor **out, int64_t n, mt_dtype dt, mt_generator *g) {
+  if (mt_tracing()) mt_trace_refuse("random number generation");
   if (n < 0) return mt_fail(MT_EARG, "n must be non-negative, got %lld", (long long)n);
   if ((unsigned)dt >= MT_NUM_DTYPES || dt == MT_BOOL)
     return mt_fail(MT_EDTYPE, "a permutation needs an integer or floating-point dtype, got %s",

@@ -641,34 +641,49 @@ static mt_status reduce_rec(mt_tensor **out, const mt_tensor *t, int ndims, cons
   return MT_OK;
 }
 
+/* While tracing, a reduction that succeeded records itself; passes st through. */
+static mt_status traced_reduce(mt_status st, const char *op, const mt_tensor *t, mt_tensor **out, int ndims,
+                               const int64_t *dims, bool keepdim) {
+  if (st == MT_OK && mt_tracing()) mt_trace_record(op, 1, &t, 1, out, "dims=In keepdim=b", ndims, dims, (int)keepdim);
+  return st;
+}
+static mt_status traced_corrected(mt_status st, const char *op, const mt_tensor *t, mt_tensor **out, int ndims,
+                                  const int64_t *dims, int64_t correction, bool keepdim) {
+  if (st == MT_OK && mt_tracing())
+    mt_trace_record(op, 1, &t, 1, out, "dims=In correction=i keepdim=b", ndims, dims, correction, (int)keepdim);
+  return st;
+}
+
 MT_API mt_status mt_sum(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_SUM, 0);
+  return traced_reduce(reduce_rec(out, t, ndims, dims, keepdim, OP_SUM, 0), "sum", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_prod(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_PROD, 0);
+  return traced_reduce(reduce_rec(out, t, ndims, dims, keepdim, OP_PROD, 0), "prod", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_mean(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_MEAN, 0);
+  return traced_reduce(reduce_rec(out, t, ndims, dims, keepdim, OP_MEAN, 0), "mean", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_var(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
                         bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_VAR, correction);
+  return traced_corrected(reduce_rec(out, t, ndims, dims, keepdim, OP_VAR, correction), "var", t, out, ndims, dims,
+                          correction, keepdim);
 }
 MT_API mt_status mt_std(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, int64_t correction,
                         bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_STD, correction);
+  return traced_corrected(reduce_rec(out, t, ndims, dims, keepdim, OP_STD, correction), "std", t, out, ndims, dims,
+                          correction, keepdim);
 }
 MT_API mt_status mt_amax(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_AMAX, 0);
+  return traced_reduce(reduce_rec(out, t, ndims, dims, keepdim, OP_AMAX, 0), "amax", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_amin(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce_rec(out, t, ndims, dims, keepdim, OP_AMIN, 0);
+  return traced_reduce(reduce_rec(out, t, ndims, dims, keepdim, OP_AMIN, 0), "amin", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_all(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_ALL, 0);
+  return traced_reduce(reduce(out, t, ndims, dims, keepdim, OP_ALL, 0), "all", t, out, ndims, dims, keepdim);
 }
 MT_API mt_status mt_any(mt_tensor **out, const mt_tensor *t, int ndims, const int64_t *dims, bool keepdim) {
-  return reduce(out, t, ndims, dims, keepdim, OP_ANY, 0);
+  return traced_reduce(reduce(out, t, ndims, dims, keepdim, OP_ANY, 0), "any", t, out, ndims, dims, keepdim);
 }
 
 /* ---- value-and-index reductions -------------------------------------------------------- */
@@ -826,15 +841,33 @@ static mt_status select_rec(mt_tensor **values, mt_tensor **indices, const mt_te
   return MT_OK;
 }
 
+static mt_status traced_select(mt_status st, const char *op, const mt_tensor *t, mt_tensor **values,
+                               mt_tensor **indices, int64_t dim, bool keepdim) {
+  if (st == MT_OK && mt_tracing() && values && indices) {
+    mt_tensor *outs[2] = {*values, *indices};
+    mt_trace_record(op, 1, &t, 2, outs, "dim=i keepdim=b", dim, (int)keepdim);
+  }
+  return st;
+}
+static mt_status traced_arg(mt_status st, const char *op, const mt_tensor *t, mt_tensor **out, bool all_dims,
+                            int64_t dim, bool keepdim) {
+  if (st == MT_OK && mt_tracing())
+    mt_trace_record(op, 1, &t, 1, out, "all_dims=b dim=i keepdim=b", (int)all_dims, dim, (int)keepdim);
+  return st;
+}
+
 MT_API mt_status mt_max_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim) {
-  return select_rec(values, indices, t, dim, keepdim, true);
+  return traced_select(select_rec(values, indices, t, dim, keepdim, true), "max_dim", t, values, indices, dim, keepdim);
 }
 MT_API mt_status mt_min_dim(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool keepdim) {
-  return select_rec(values, indices, t, dim, keepdim, false);
+  return traced_select(select_rec(values, indices, t, dim, keepdim, false), "min_dim", t, values, indices, dim,
+                       keepdim);
 }
 MT_API mt_status mt_argmax(mt_tensor **out, const mt_tensor *t, bool all_dims, int64_t dim, bool keepdim) {
-  return arg_reduce(NULL, out, t, all_dims, dim, keepdim, true, "argmax");
+  return traced_arg(arg_reduce(NULL, out, t, all_dims, dim, keepdim, true, "argmax"), "argmax", t, out, all_dims, dim,
+                    keepdim);
 }
 MT_API mt_status mt_argmin(mt_tensor **out, const mt_tensor *t, bool all_dims, int64_t dim, bool keepdim) {
-  return arg_reduce(NULL, out, t, all_dims, dim, keepdim, false, "argmin");
+  return traced_arg(arg_reduce(NULL, out, t, all_dims, dim, keepdim, false, "argmin"), "argmin", t, out, all_dims,
+                    dim, keepdim);
 }

@@ -35,7 +35,10 @@ static mt_status prepare(const mt_tensor *t, int64_t dim, mt_dtype cdt, mt_tenso
   mt_tensor_release(c);
   if (st) return st;
   *L = (line){1, 1, 1};
-  for (int i = 0; i < t->ndim; i++) {
+  /* Nothing to walk in an empty tensor, whose other dims may be huge: an outer count from them
+   * would overflow, or loop 2^40 times over empty lines. */
+  if (mt_numel(t) == 0) L->outer = 0;
+  for (int i = 0; i < t->ndim && L->outer; i++) {
     if (i < d) L->outer *= t->sizes[i];
     else if (i == d) L->n = t->sizes[i];
     else L->inner *= t->sizes[i];
@@ -200,11 +203,17 @@ static mt_status softmax_common(mt_tensor **out, const mt_tensor *t, int64_t dim
   return MT_OK;
 }
 
+/* While tracing, an op along `dim` that succeeded records itself; passes st through. */
+static mt_status traced(mt_status st, const char *op, const mt_tensor *t, mt_tensor **out, int64_t dim) {
+  if (st == MT_OK && mt_tracing()) mt_trace_record(op, 1, &t, 1, out, "dim=i", dim);
+  return st;
+}
+
 MT_API mt_status mt_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim) {
-  return softmax_common(out, t, dim, false);
+  return traced(softmax_common(out, t, dim, false), "softmax", t, out, dim);
 }
 MT_API mt_status mt_log_softmax(mt_tensor **out, const mt_tensor *t, int64_t dim) {
-  return softmax_common(out, t, dim, true);
+  return traced(softmax_common(out, t, dim, true), "log_softmax", t, out, dim);
 }
 
 /* ---- cumsum ---------------------------------------------------------------------------- */
@@ -298,7 +307,7 @@ MT_API mt_status mt_cumsum(mt_tensor **out, const mt_tensor *t, int64_t dim) {
     return st;
   }
   *out = res;
-  return MT_OK;
+  return traced(MT_OK, "cumsum", t, out, dim);
 }
 
 /* ---- backward ---------------------------------------------------------------------------- */

@@ -150,10 +150,12 @@ static mt_status order(mt_tensor **values, mt_tensor **indices, const mt_tensor 
     return mt_fail(MT_EARG, "k = %lld is out of range for dim %lld of size %lld (expected 0 to %lld)", (long long)k, MT_SHOW(d),
                    (long long)n, (long long)n);
   int64_t outer = 1, inner = 1, sizes[MT_MAX_DIMS];
+  const bool empty = mt_numel(t) == 0; /* nothing to sort; its other dims may be huge */
   for (int i = 0; i < t->ndim; i++) {
     sizes[i] = i == d ? k : t->sizes[i];
-    if (i < d) outer *= t->sizes[i];
-    if (i > d) inner *= t->sizes[i];
+    if (empty) outer = 0;
+    else if (i < d) outer *= t->sizes[i];
+    else if (i > d) inner *= t->sizes[i];
   }
   if (t->ndim == 0) k = 1; /* a 0-dim tensor is its own sort and top-1 (and, as PyTorch, top-0) */
 
@@ -251,10 +253,20 @@ static mt_status order_rec(mt_tensor **values, mt_tensor **indices, const mt_ten
 }
 
 MT_API mt_status mt_sort(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t dim, bool descending) {
-  return order_rec(values, indices, t, dim, 0, descending, false);
+  mt_status st = order_rec(values, indices, t, dim, 0, descending, false);
+  if (st == MT_OK && mt_tracing() && values && indices) {
+    mt_tensor *outs[2] = {*values, *indices};
+    mt_trace_record("sort", 1, &t, 2, outs, "dim=i descending=b", dim, (int)descending);
+  }
+  return st;
 }
 
 MT_API mt_status mt_topk(mt_tensor **values, mt_tensor **indices, const mt_tensor *t, int64_t k, int64_t dim,
                          bool largest) {
-  return order_rec(values, indices, t, dim, k, largest, true);
+  mt_status st = order_rec(values, indices, t, dim, k, largest, true);
+  if (st == MT_OK && mt_tracing() && values && indices) {
+    mt_tensor *outs[2] = {*values, *indices};
+    mt_trace_record("topk", 1, &t, 2, outs, "k=i dim=i largest=b", k, dim, (int)largest);
+  }
+  return st;
 }

@@ -16,10 +16,12 @@ struct mt_storage {
   void *ctx;
   bool owned;
   uint32_t version; /* bumped by every in-place write through any view */
+  uint64_t serial;  /* allocation order, for the tracer */
 };
 
 static atomic_uint_fast64_t bytes_allocated; /* monotonic: drives a host's GC pacing */
 static atomic_uint_fast64_t bytes_live;
+static atomic_uint_fast64_t next_serial;
 
 #define MT_ALIGN 64
 
@@ -43,6 +45,7 @@ mt_status mt_storage_alloc(mt_storage **out, size_t nbytes, bool zero) {
   s->ctx = NULL;
   s->owned = true;
   s->version = 0;
+  s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
   atomic_fetch_add_explicit(&bytes_allocated, rounded, memory_order_relaxed);
   atomic_fetch_add_explicit(&bytes_live, rounded, memory_order_relaxed);
   *out = s;
@@ -62,6 +65,7 @@ MT_API mt_status mt_storage_wrap(mt_storage **out, void *data, size_t nbytes, mt
   s->ctx = ctx;
   s->owned = false;
   s->version = 0;
+  s->serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
   *out = s;
   return MT_OK;
 }
@@ -84,6 +88,7 @@ MT_API void mt_storage_release(mt_storage *s) {
 
 MT_API void *mt_storage_data(const mt_storage *s) { return s->data; }
 uint32_t *mt_storage_version_ptr(mt_storage *s) { return &s->version; }
+uint64_t mt_storage_serial(const mt_storage *s) { return s->serial; }
 MT_API size_t mt_storage_nbytes(const mt_storage *s) { return s->nbytes; }
 MT_API int mt_storage_refcount(const mt_storage *s) { return atomic_load(&s->refcount); }
 MT_API uint64_t mt_storage_bytes_allocated(void) { return atomic_load(&bytes_allocated); }

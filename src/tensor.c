@@ -20,8 +20,9 @@ MT_API void mt_tensor_release(mt_tensor *t) {
 }
 
 MT_API int64_t mt_numel(const mt_tensor *t) {
-  int64_t n = 1;
-  for (int d = 0; d < t->ndim; d++) n *= t->sizes[d];
+  int64_t n = 1; /* saturates: an empty tensor's other dims may multiply past INT64_MAX */
+  for (int d = 0; d < t->ndim; d++)
+    if (mt_mul_overflow(n, t->sizes[d], &n)) n = INT64_MAX;
   return n;
 }
 
@@ -30,7 +31,8 @@ MT_API bool mt_is_contiguous(const mt_tensor *t) {
   for (int d = t->ndim - 1; d >= 0; d--) {
     if (t->sizes[d] == 0) return true;
     if (t->sizes[d] != 1 && t->strides[d] != expected) return false;
-    expected *= t->sizes[d];
+    /* saturates like mt_contiguous_strides: only an empty tensor can get there (and returns) */
+    if (mt_mul_overflow(expected, t->sizes[d], &expected)) expected = INT64_MAX;
   }
   return true;
 }
@@ -114,7 +116,7 @@ MT_API mt_status mt_full(mt_tensor **out, mt_dtype dt, int ndim, const int64_t *
   mt_tensor *t;
   mt_status st = alloc_tensor(&t, dt, ndim, sizes, false);
   if (st) return st;
-  mt_fill_(t, v);
+  mt_fill_into(t, v);
   *out = t;
   return MT_OK;
 }
@@ -128,8 +130,12 @@ MT_API mt_status mt_scalar_tensor(mt_tensor **out, mt_dtype dt, mt_scalar v) { r
 MT_API mt_status mt_wrap_number(mt_tensor **out, mt_scalar v) {
   mt_dtype dt = v.kind == MT_SCALAR_FLOAT ? MT_FLOAT64 : v.kind == MT_SCALAR_INT ? MT_INT64 : MT_BOOL;
   mt_status st = mt_full(out, dt, 0, NULL, v);
-  if (!st) (*out)->wrapped_number = true;
-  return st;
+  if (st) return st;
+  (*out)->wrapped_number = true;
+  /* A node rather than a constant, so that a graph remakes it with its wrapped_number flag
+   * (weakest in type promotion), which a tensor in a file would not keep. */
+  if (mt_tracing()) mt_trace_record("wrap_number", 0, NULL, 1, out, "value=S", v);
+  return MT_OK;
 }
 
 MT_API mt_status mt_from_storage(mt_tensor **out, mt_storage *s, mt_dtype dt, int64_t offset, int ndim,
@@ -163,7 +169,9 @@ mt_status mt_make_view(mt_tensor **out, const mt_tensor *t, int64_t offset, int 
 }
 
 MT_API mt_status mt_alias(mt_tensor **out, const mt_tensor *t) {
-  return mt_make_view(out, t, t->offset, t->ndim, t->sizes, t->strides);
+  mt_status st = mt_make_view(out, t, t->offset, t->ndim, t->sizes, t->strides);
+  if (!st && mt_tracing()) mt_trace_record("alias", 1, &t, 1, out, ""); /* detach, too */
+  return st;
 }
 
 /* ---- element access ------------------------------------------------------------------------ */
@@ -228,9 +236,13 @@ MT_API mt_status mt_arange(mt_tensor **out, mt_dtype dt, double start, double en
   if (st) return st;
   const mt_dtype_traits *tr = mt_dtype_info(dt);
   char *p = mt_data(t);
-  bool exact_ints = !tr->is_float && start == floor(start) && step == floor(step);
+  /* Integer ranges in exact int64 arithmetic, wrapping through uint64: i * step may pass
+   * INT64_MAX on its way to a value in [start, end), e.g. arange(mininteger, 2^62, 2^62). */
+  bool exact_ints = !tr->is_float && start == floor(start) && step == floor(step) && start >= -0x1p63 &&
+                    start < 0x1p63 && step >= -0x1p63 && step < 0x1p63;
+  const uint64_t ustart = exact_ints ? (uint64_t)(int64_t)start : 0, ustep = exact_ints ? (uint64_t)(int64_t)step : 0;
   for (int64_t i = 0; i < n; i++, p += tr->size) {
-    if (exact_ints) tr->from_i64(p, (int64_t)start + i * (int64_t)step);
+    if (exact_ints) tr->from_i64(p, (int64_t)(ustart + (uint64_t)i * ustep));
     else tr->from_f64(p, start + (double)i * step);
   }
   *out = t;

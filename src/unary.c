@@ -305,6 +305,7 @@ MT_API mt_status mt_unary(mt_tensor **out, mt_unop op, const mt_tensor *a) {
     return st;
   }
   *out = res;
+  if (mt_tracing()) mt_trace_record("unary", 1, &a, 1, out, "op=s", mt_unop_name(op));
   return MT_OK;
 }
 
@@ -432,6 +433,7 @@ MT_API mt_status mt_clamp(mt_tensor **out, const mt_tensor *a, const mt_scalar *
     return st;
   }
   *out = res;
+  if (mt_tracing()) mt_trace_record("clamp", 1, &a, 1, out, "min=S? max=S?", min, max);
   return MT_OK;
 }
 

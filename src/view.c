@@ -166,6 +166,10 @@ static bool view_strides(const mt_tensor *t, int ndim, const int64_t *sizes, int
   return view_d == -1;
 }
 
+/* While tracing, a view op that succeeded records itself (with its arguments as given, so that
+ * -1 sizes and negative dims keep their meaning for other input shapes); passes st through. */
+#define RECORDED(st, ...) ((st) == MT_OK && mt_tracing() ? mt_trace_record(__VA_ARGS__) : (void)0, (st))
+
 MT_API mt_status mt_view(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes) {
   int64_t sz[MT_MAX_DIMS], strides[MT_MAX_DIMS];
   mt_status st = infer_sizes(t, ndim, sizes, sz);
@@ -173,22 +177,24 @@ MT_API mt_status mt_view(mt_tensor **out, const mt_tensor *t, int ndim, const in
   if (!view_strides(t, ndim, sz, strides))
     return mt_fail(MT_ESHAPE, "view size is not compatible with the input's size and stride "
                               "(at least one dim spans two non-contiguous parts); use reshape instead");
-  return make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ViewBackward0"));
+  st = make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ViewBackward0"));
+  return RECORDED(st, "view", 1, &t, 1, out, "sizes=In", ndim, sizes);
 }
 
 MT_API mt_status mt_reshape(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes) {
   int64_t sz[MT_MAX_DIMS], strides[MT_MAX_DIMS];
   mt_status st = infer_sizes(t, ndim, sizes, sz);
   if (st) return st;
-  if (view_strides(t, ndim, sz, strides))
-    return make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ReshapeAliasBackward0"));
-  /* a copy (recorded as CloneBackward0) viewed in the new shape, as PyTorch's graph has it */
-  mt_tensor *c;
-  if ((st = mt_clone(&c, t))) return st;
-  mt_contiguous_strides(ndim, sz, strides);
-  st = make_view(out, c, 0, ndim, sz, strides, RESHAPE_INFO("UnsafeViewBackward0"));
-  mt_tensor_release(c);
-  return st;
+  if (view_strides(t, ndim, sz, strides)) {
+    st = make_view(out, t, t->offset, ndim, sz, strides, RESHAPE_INFO("ReshapeAliasBackward0"));
+  } else { /* a copy (recorded as CloneBackward0) viewed in the new shape, as PyTorch's graph has it */
+    mt_tensor *c;
+    if ((st = mt_clone(&c, t))) return st;
+    mt_contiguous_strides(ndim, sz, strides);
+    st = make_view(out, c, 0, ndim, sz, strides, RESHAPE_INFO("UnsafeViewBackward0"));
+    mt_tensor_release(c);
+  }
+  return RECORDED(st, "reshape", 1, &t, 1, out, "sizes=In", ndim, sizes);
 }
 
 MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_dim, int64_t end_dim) {
@@ -197,22 +203,28 @@ MT_API mt_status mt_flatten(mt_tensor **out, const mt_tensor *t, int64_t start_d
   if ((st = mt_wrap_dim(start_dim, t->ndim, &s)) || (st = mt_wrap_dim(end_dim, t->ndim, &e))) return st;
   if (t->ndim == 0) {
     int64_t one = 1;
-    return mt_reshape(out, t, 1, &one);
+    st = mt_reshape(out, t, 1, &one);
+    return RECORDED(st, "flatten", 1, &t, 1, out, "start_dim=i end_dim=i", start_dim, end_dim);
   }
   if (s > e) return mt_fail(MT_EARG, "start dim %lld comes after end dim %lld", MT_SHOW(s), MT_SHOW(e));
   if (s == e) { /* nothing to merge: t itself, as PyTorch */
     mt_tensor_retain((mt_tensor *)t);
     *out = (mt_tensor *)t;
-    return MT_OK;
+    return RECORDED(MT_OK, "flatten", 1, &t, 1, out, "start_dim=i end_dim=i", start_dim, end_dim);
   }
   int64_t sz[MT_MAX_DIMS];
   int n = 0;
   for (int d = 0; d < s; d++) sz[n++] = t->sizes[d];
-  int64_t merged = 1;
-  for (int d = s; d <= e; d++) merged *= t->sizes[d];
+  int64_t merged = 1; /* checked: an empty tensor's other dims may multiply past INT64_MAX */
+  bool overflow = false;
+  for (int d = s; d <= e; d++) overflow |= mt_mul_overflow(merged, t->sizes[d], &merged);
+  for (int d = s; d <= e; d++)
+    if (t->sizes[d] == 0) merged = 0, overflow = false;
+  if (overflow) return mt_fail(MT_EARG, "size overflows");
   sz[n++] = merged;
   for (int d = e + 1; d < t->ndim; d++) sz[n++] = t->sizes[d];
-  return mt_reshape(out, t, n, sz);
+  st = mt_reshape(out, t, n, sz);
+  return RECORDED(st, "flatten", 1, &t, 1, out, "start_dim=i end_dim=i", start_dim, end_dim);
 }
 
 MT_API mt_status mt_transpose(mt_tensor **out, const mt_tensor *t, int64_t d0, int64_t d1) {
@@ -226,8 +238,9 @@ MT_API mt_status mt_transpose(mt_tensor **out, const mt_tensor *t, int64_t d0, i
     sz[a] = t->sizes[b], sz[b] = t->sizes[a];
     sd[a] = t->strides[b], sd[b] = t->strides[a];
   }
-  return make_view(out, t, t->offset, t->ndim, sz, sd,
-                   &(view_info){.name = "TransposeBackward0", .kind = VIEW_TRANSPOSE, .dim = a, .dim2 = b});
+  st = make_view(out, t, t->offset, t->ndim, sz, sd,
+                 &(view_info){.name = "TransposeBackward0", .kind = VIEW_TRANSPOSE, .dim = a, .dim2 = b});
+  return RECORDED(st, "transpose", 1, &t, 1, out, "dim0=i dim1=i", d0, d1);
 }
 
 MT_API mt_status mt_t(mt_tensor **out, const mt_tensor *t) {
@@ -235,8 +248,9 @@ MT_API mt_status mt_t(mt_tensor **out, const mt_tensor *t) {
   int64_t sz[2], sd[2];
   for (int d = 0; d < t->ndim; d++) sz[d] = t->sizes[t->ndim - 1 - d], sd[d] = t->strides[t->ndim - 1 - d];
   int last = t->ndim > 0 ? t->ndim - 1 : 0;
-  return make_view(out, t, t->offset, t->ndim, sz, sd,
-                   &(view_info){.name = "TBackward0", .kind = VIEW_TRANSPOSE, .dim = 0, .dim2 = last});
+  mt_status st = make_view(out, t, t->offset, t->ndim, sz, sd,
+                           &(view_info){.name = "TBackward0", .kind = VIEW_TRANSPOSE, .dim = 0, .dim2 = last});
+  return RECORDED(st, "t", 1, &t, 1, out, "");
 }
 
 MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *dims) {
@@ -255,7 +269,8 @@ MT_API mt_status mt_permute(mt_tensor **out, const mt_tensor *t, int ndim, const
     sd[i] = t->strides[d];
     info.perm[i] = d;
   }
-  return make_view(out, t, t->offset, ndim, sz, sd, &info);
+  mt_status st = make_view(out, t, t->offset, ndim, sz, sd, &info);
+  return RECORDED(st, "permute", 1, &t, 1, out, "dims=In", ndim, dims);
 }
 
 MT_API mt_status mt_squeeze(mt_tensor **out, const mt_tensor *t, int64_t dim) {
@@ -266,7 +281,8 @@ MT_API mt_status mt_squeeze(mt_tensor **out, const mt_tensor *t, int64_t dim) {
   int n = 0;
   for (int i = 0; i < t->ndim; i++) /* a dim whose size is not 1 stays: the view is then t's own shape */
     if (i != d || t->sizes[i] != 1) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward1"));
+  st = make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward1"));
+  return RECORDED(st, "squeeze", 1, &t, 1, out, "dim=i", dim);
 }
 
 MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t) {
@@ -274,7 +290,8 @@ MT_API mt_status mt_squeeze_all(mt_tensor **out, const mt_tensor *t) {
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
     if (t->sizes[i] != 1) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward0"));
+  mt_status st = make_view(out, t, t->offset, n, sz, sd, RESHAPE_INFO("SqueezeBackward0"));
+  return RECORDED(st, "squeeze_all", 1, &t, 1, out, "");
 }
 
 MT_API mt_status mt_unsqueeze(mt_tensor **out, const mt_tensor *t, int64_t dim) {
@@ -285,16 +302,25 @@ MT_API mt_status mt_unsqueeze(mt_tensor **out, const mt_tensor *t, int64_t dim) 
   for (int i = 0, j = 0; i <= t->ndim; i++) {
     if (i == d) {
       sz[i] = 1;
-      sd[i] = d < t->ndim ? t->sizes[d] * t->strides[d] : 1;
+      sd[i] = 1; /* PyTorch's stride for the new size-1 dim; saturated for empty tensors */
+      if (d < t->ndim && mt_mul_overflow(t->sizes[d], t->strides[d], &sd[i])) sd[i] = INT64_MAX;
     } else {
       sz[i] = t->sizes[j], sd[i] = t->strides[j];
       j++;
     }
   }
-  return make_view(out, t, t->offset, t->ndim + 1, sz, sd, RESHAPE_INFO("UnsqueezeBackward0"));
+  st = make_view(out, t, t->offset, t->ndim + 1, sz, sd, RESHAPE_INFO("UnsqueezeBackward0"));
+  return RECORDED(st, "unsqueeze", 1, &t, 1, out, "dim=i", dim);
+}
+
+/* Where a view starting at `index` along dim d begins. An empty tensor's strides may be huge
+ * (nothing is ever read through them): its views keep its offset rather than overflow. */
+static int64_t view_offset(const mt_tensor *t, int d, int64_t index) {
+  return mt_numel(t) == 0 ? t->offset : t->offset + index * t->strides[d];
 }
 
 MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t start, int64_t length) {
+  const int64_t start0 = start; /* as given: a negative start counts from the end of any size */
   int d;
   mt_status st = mt_wrap_dim(dim, t->ndim, &d);
   if (st) return st;
@@ -310,11 +336,13 @@ MT_API mt_status mt_narrow(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   int64_t sz[MT_MAX_DIMS];
   memcpy(sz, t->sizes, sizeof sz);
   sz[d] = length;
-  return make_view(out, t, t->offset + start * t->strides[d], t->ndim, sz, t->strides,
-                   &(view_info){.name = "SliceBackward0", .kind = VIEW_NARROW, .dim = d, .start = start});
+  st = make_view(out, t, view_offset(t, d, start), t->ndim, sz, t->strides,
+                 &(view_info){.name = "SliceBackward0", .kind = VIEW_NARROW, .dim = d, .start = start});
+  return RECORDED(st, "narrow", 1, &t, 1, out, "dim=i start=i length=i", dim, start0, length);
 }
 
 MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int64_t index) {
+  const int64_t index0 = index; /* as given: a negative index counts from the end of any size */
   int d;
   mt_status st = mt_wrap_dim(dim, t->ndim, &d);
   if (st) return st;
@@ -328,8 +356,9 @@ MT_API mt_status mt_select(mt_tensor **out, const mt_tensor *t, int64_t dim, int
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
     if (i != d) sz[n] = t->sizes[i], sd[n++] = t->strides[i];
-  return make_view(out, t, t->offset + index * t->strides[d], n, sz, sd,
-                   &(view_info){.name = "SelectBackward0", .kind = VIEW_SELECT, .dim = d, .start = index});
+  st = make_view(out, t, view_offset(t, d, index), n, sz, sd,
+                 &(view_info){.name = "SelectBackward0", .kind = VIEW_SELECT, .dim = d, .start = index});
+  return RECORDED(st, "select", 1, &t, 1, out, "dim=i index=i", dim, index0);
 }
 
 MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const int64_t *sizes) {
@@ -355,5 +384,6 @@ MT_API mt_status mt_expand(mt_tensor **out, const mt_tensor *t, int ndim, const 
                      mt_shape_str(b, sizeof b, ndim, sizes));
     }
   }
-  return make_view(out, t, t->offset, ndim, sz, sd, &(view_info){.name = "ExpandBackward0", .kind = VIEW_EXPAND});
+  st = make_view(out, t, t->offset, ndim, sz, sd, &(view_info){.name = "ExpandBackward0", .kind = VIEW_EXPAND});
+  return RECORDED(st, "expand", 1, &t, 1, out, "sizes=In", ndim, sizes);
 }

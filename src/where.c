@@ -174,6 +174,10 @@ MT_API mt_status mt_where(mt_tensor **out, const mt_tensor *cond, const mt_tenso
     return st;
   }
   *out = res;
+  if (mt_tracing()) {
+    const mt_tensor *ins[3] = {cond, a, b};
+    mt_trace_record("where", 3, ins, 1, out, "");
+  }
   return MT_OK;
 }
 
@@ -238,6 +242,10 @@ MT_API mt_status mt_masked_fill(mt_tensor **out, const mt_tensor *t, const mt_te
     return st;
   }
   *out = res;
+  if (mt_tracing()) {
+    const mt_tensor *ins[2] = {t, mask};
+    mt_trace_record("masked_fill", 2, ins, 1, out, "value=S", v);
+  }
   return MT_OK;
 }
 

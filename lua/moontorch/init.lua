@@ -65,7 +65,7 @@ torch._VERSION = "0.1.0"
 -- loading them here is no require loop. Whole-model files load without touching torch.nn first
 -- (serialization.lua hooks lua/moontorch/nn/model_io.lua in).
 local SUBPACKAGES = {
-  nn = "moontorch.nn", optim = "moontorch.optim",
+  nn = "moontorch.nn", optim = "moontorch.optim", jit = "moontorch.jit",
   utils = "moontorch.utils", datasets = "moontorch.datasets",
 }
 setmetatable(torch, {

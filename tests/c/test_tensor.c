@@ -89,6 +89,20 @@ static void test_creation(void) {
   CHECK(at(t, 0) == 1 && at(t, 1) == 0 && at(t, 4) == 1 && at(t, 5) == 0);
   mt_tensor_release(t);
 
+  /* An empty tensor may have huge dims (its contiguous strides saturate): filling, copying and
+   * adding walk nothing and must not overflow on the way (UBSan, `make test-sanitize`). */
+  int64_t empty_huge[3] = {0, (int64_t)1 << 62, 4};
+  mt_tensor *c, *sum;
+  OK(mt_full(&t, MT_FLOAT32, 3, empty_huge, mt_scalar_float(1)));
+  CHECK(mt_numel(t) == 0 && t->sizes[1] == (int64_t)1 << 62);
+  OK(mt_clone(&c, t));
+  OK(mt_copy_(c, t));
+  OK(mt_binary(&sum, MT_ADD, t, c));
+  CHECK(mt_numel(sum) == 0 && sum->ndim == 3);
+  mt_tensor_release(sum);
+  mt_tensor_release(c);
+  mt_tensor_release(t);
+
   OK(mt_wrap_number(&t, mt_scalar_float(2.5)));
   CHECK(t->wrapped_number && t->dtype == MT_FLOAT64 && t->ndim == 0 && at(t, 0) == 2.5);
   mt_scalar s;
