@@ -14,7 +14,7 @@ LUA_ENV := LUA_PATH="$(ROOT)/lua/?.lua;$(ROOT)/lua/?/init.lua;;" \
            LUA_CPATH="$(abspath $(BUILD_DIR))/?.so;;" \
            LUA_CPATH_5_4="$(abspath $(BUILD_DIR))/?.so;;"
 
-.PHONY: all deps build test demo rock clean
+.PHONY: all deps build test test-sanitize demo rock clean
 
 all: build
 
@@ -31,10 +31,19 @@ test:
 	@if $(MAKE) build; then BUILD_DIR=$(BUILD_DIR) tools/run-tests.sh; \
 	 else tools/run-tests.sh --build-failed; fi
 
-demo:
+# The same suite built with AddressSanitizer + UndefinedBehaviorSanitizer into build-sanitize/.
+test-sanitize:
 	tools/install-deps.sh
+	@JOBS=$(JOBS) tools/run-sanitized.sh
+
+# Fashion-MNIST end to end (examples/fashion_mnist.lua; its options go in DEMO_ARGS, e.g.
+# DEMO_ARGS="--epochs 3"). Installs Debian's dataset-fashion-mnist along with the rest; writes
+# checkpoints, model files and curves.svg to runs/fashion-mnist/. Step 8 runs the traced model
+# with the moontorch-run just built.
+demo:
+	MOONTORCH_EXTRA_PACKAGES="dataset-fashion-mnist $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
 	$(MAKE) build
-	$(LUA_ENV) $(LUA) examples/demo.lua
+	MOONTORCH_RUN="$(abspath $(BUILD_DIR))/bin/moontorch-run" $(LUA_ENV) $(LUA) examples/fashion_mnist.lua $(DEMO_ARGS)
 
 # As root this installs into the system tree (/usr/local): `lua5.4 -l moontorch` then works in
 # any directory. LuaRocks' cmake backend builds serially unless told otherwise.

@@ -1,4 +1,4 @@
--- A short tour of moontorch tensors: `make demo` runs it (lua5.4 examples/demo.lua).
+-- A short tour of moontorch tensors: lua5.4 examples/tour.lua (from the repository root, after make).
 local torch = require "moontorch"
 
 local function section(title)
