@@ -131,7 +131,8 @@ describe("packaging: cmake --install into a temporary prefix", function()
       local flags = must(pc_env .. "pkg-config " .. pkg_args .. " moontorch"):gsub("\n", " ")
       if transform then flags = transform(flags) end
       local exe = work .. "/" .. name
-      must(string.format("cc -std=c11 -O2 -Wall -Werror%s %s -o %s %s", san_flags,
+      -- the compiler that built the library (CC, as CMake reads it), so sanitizer runtimes match
+      must(string.format("%s -std=c11 -O2 -Wall -Werror%s %s -o %s %s", os.getenv("CC") or "cc", san_flags,
         q(source_dir .. "/examples/run_traced.c"), q(exe), flags), "compiling run_traced.c (" .. name .. ")")
       return exe
     end
