@@ -18,24 +18,11 @@ local source_dir = os.getenv("MT_SOURCE_DIR") or "."
 local tool = source_dir .. "/tools/pytorch_files.py"
 local PYTHON = "/usr/bin/python3"
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
+local sh = H.sh
 
-local function mktemp_dir()
-  local ok, out = sh("mktemp -d /tmp/moontorch-pt.XXXXXX")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local function mktemp_dir() return H.mktemp_dir("pt") end
 
-local function read_lua(path)
-  local chunk, err = loadfile(path, "t", { math = math })
-  if not chunk then return nil, err end
-  return chunk()
-end
+local read_lua = H.read_lua
 
 -- ------------------------------------------------------------------------------------------
 -- Descriptions of Lua values, as Python would see them once saved (SPEC §6 and the decided

@@ -30,12 +30,7 @@ local function wall()
   return t
 end
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = p:read("a")
-  local ok, how, code = p:close()
-  return ok, out, how, code
-end
+local sh = H.sh
 
 local function listdir(path)
   local names = {}

@@ -16,12 +16,7 @@ local source_dir = os.getenv("MT_SOURCE_DIR") or "."
 local tool = source_dir .. "/tools/pytorch_state_dicts.py"
 local PYTHON = "/usr/bin/python3"
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
+local sh = H.sh
 
 local function keys(sd)
   local out = {}

@@ -17,24 +17,11 @@ local source_dir = os.getenv("MT_SOURCE_DIR") or "."
 local tool = source_dir .. "/tools/pytorch_optim.py"
 local PYTHON = "/usr/bin/python3"
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
+local sh = H.sh
 
-local function mktemp_dir()
-  local ok, out = sh("mktemp -d /tmp/moontorch-optim.XXXXXX")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local function mktemp_dir() return H.mktemp_dir("optim") end
 
-local function read_lua(path)
-  local chunk, err = loadfile(path, "t", { math = math })
-  if not chunk then return nil, err end
-  return chunk()
-end
+local read_lua = H.read_lua
 
 -- The error raised by fn, which must mention every plain string given.
 local function expect_error(fn, ...)

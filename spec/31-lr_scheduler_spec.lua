@@ -76,12 +76,7 @@ local CASES = {
 -- ------------------------------------------------------------------------------------------
 -- Helpers
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
+local sh = H.sh
 
 local function is_list(t)
   local n = 0
@@ -189,10 +184,7 @@ local function assert_same(name, got, expected, from)
   end
 end
 
-local function read_lua(path)
-  local chunk = assert(loadfile(path, "t", { math = math }))
-  return chunk()
-end
+local function read_lua(path) return assert(H.read_lua(path)) end
 
 -- ------------------------------------------------------------------------------------------
 

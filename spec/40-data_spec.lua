@@ -15,18 +15,9 @@ local data = torch.utils.data
 local PYTHON = "/usr/bin/python3"
 local FASHION = "/usr/share/datasets/fashion-mnist"
 
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1", "r"))
-  local out = f:read("a")
-  local ok = f:close()
-  return ok, out
-end
+local sh = H.sh
 
-local function mktemp_dir()
-  local ok, out = sh("mktemp -d /tmp/moontorch-data.XXXXXX")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
+local function mktemp_dir() return H.mktemp_dir("data") end
 
 -- Runs a Python program (with `args`) whose stdout is a Lua expression; returns its value.
 local PY_PRELUDE = [[

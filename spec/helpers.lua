@@ -159,4 +159,28 @@ function H.run_lua(code)
   return out, ok
 end
 
+-- Runs a shell command with stderr merged into the output; returns ok, output, how, code as
+-- io.popen's close gives them.
+function H.sh(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = f:read("a")
+  local ok, how, code = f:close()
+  return ok, out, how, code
+end
+
+-- A fresh directory /tmp/moontorch-<tag>.XXXXXX.
+function H.mktemp_dir(tag)
+  local ok, out = H.sh("mktemp -d /tmp/moontorch-" .. tag .. ".XXXXXX")
+  assert(ok, out)
+  return (out:gsub("%s+$", ""))
+end
+
+-- Loads a Lua data file (fixtures written by the Python tools; only `math` in scope):
+-- its value, or nil and the error.
+function H.read_lua(path)
+  local chunk, err = loadfile(path, "t", { math = math })
+  if not chunk then return nil, err end
+  return chunk()
+end
+
 return H
