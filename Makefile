@@ -14,7 +14,7 @@ LUA_ENV := LUA_PATH="$(ROOT)/lua/?.lua;$(ROOT)/lua/?/init.lua;;" \
            LUA_CPATH="$(abspath $(BUILD_DIR))/?.so;;" \
            LUA_CPATH_5_4="$(abspath $(BUILD_DIR))/?.so;;"
 
-.PHONY: all deps build test test-sanitize demo rock clean
+.PHONY: all deps build test test-sanitize fuzz demo rock bench clean
 
 all: build
 
@@ -36,6 +36,12 @@ test-sanitize:
 	tools/install-deps.sh
 	@JOBS=$(JOBS) tools/run-sanitized.sh
 
+# libFuzzer harnesses (fuzz/fuzz_*.c) built with clang into build-fuzz/ and run FUZZ_SECONDS
+# (default 60) each on fuzz/corpus/; crashing inputs land in fuzz/crashes/ and fail the target.
+fuzz:
+	MOONTORCH_EXTRA_PACKAGES="clang libclang-rt-14-dev $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} FUZZ_JOBS=$(JOBS) fuzz/run.sh
+
 # Fashion-MNIST end to end (examples/fashion_mnist.lua; its options go in DEMO_ARGS, e.g.
 # DEMO_ARGS="--epochs 3"). Installs Debian's dataset-fashion-mnist along with the rest; writes
 # checkpoints, model files and curves.svg to runs/fashion-mnist/. Step 8 runs the traced model
@@ -44,6 +50,13 @@ demo:
 	MOONTORCH_EXTRA_PACKAGES="dataset-fashion-mnist $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
 	$(MAKE) build
 	MOONTORCH_RUN="$(abspath $(BUILD_DIR))/bin/moontorch-run" $(LUA_ENV) $(LUA) examples/fashion_mnist.lua $(DEMO_ARGS)
+
+# Speed against PyTorch, side by side (issue 8; docs/performance.md): builds, then runs
+# bench/run.sh. BENCH_ARGS="--quick" skips the Fashion-MNIST epoch; "--markdown" prints the
+# table as Markdown. A measurement, not part of `make test`.
+bench:
+	MOONTORCH_EXTRA_PACKAGES="lua-socket $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
+	BUILD_DIR=$(BUILD_DIR) bench/run.sh $(BENCH_ARGS)
 
 # As root this installs into the system tree (/usr/local): `lua5.4 -l moontorch` then works in
 # any directory. LuaRocks' cmake backend builds serially unless told otherwise.

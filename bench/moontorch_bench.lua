@@ -1,0 +1,147 @@
+-- moontorch side of `make bench` (bench/run.sh runs it; bench/pytorch_bench.py is the twin).
+-- Prints one result per line, "key<TAB>value", which bench/report.py turns into the table:
+--   <workload>  median seconds          <workload>.gflops  achieved GFLOP/s (training)
+--   <workload>.rss_mb  peak RSS, MB      <workload>.acc     test accuracy (Fashion-MNIST)
+--
+--   lua5.4 bench/moontorch_bench.lua [--quick] [--data DIR] [--tmp DIR]
+--   --quick      skip the Fashion-MNIST epoch
+--   --load-child PATH MODE   (internal) load PATH (MODE: read or mmap) and print peak RSS
+local torch = require "moontorch"
+local nn, F = torch.nn, torch.nn.functional
+local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
+local now, median, emit, peak_rss_mb = common.now, common.median, common.emit, common.peak_rss_mb
+
+local opts = common.parse_args(arg)
+
+if opts.load_child then -- a fresh process: its peak RSS is the loader's
+  local t0 = now()
+  local sd = torch.load(opts.load_child, { mmap = opts.mode == "mmap" })
+  emit("seconds", now() - t0)
+  emit("rss_mb", peak_rss_mb()) -- right after loading: a mapped file is not read yet
+  assert(sd.w1)
+  return
+end
+
+-- Time fn: `warm` unmeasured calls, then `reps` measured ones; the median in seconds.
+local function bench(fn, warm, reps)
+  for _ = 1, warm do fn() end
+  local t = {}
+  for i = 1, reps do
+    local t0 = now()
+    fn()
+    t[i] = now() - t0
+  end
+  return median(t)
+end
+
+torch.manual_seed(0)
+
+-- OpenBLAS sgemm through torch.mm, 1024^3.
+do
+  local a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+  local s = bench(function() return torch.mm(a, b) end, 3, 10)
+  emit("sgemm_1024.gflops", 2 * 1024 ^ 3 / s / 1e9)
+end
+
+-- mlp_train_b128
+do
+  local model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
+  local opt = torch.optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
+  local x, y = torch.randn(128, 784), torch.randint(1, 11, { 128 })  -- classes are 1-based
+  local s = bench(function()
+    opt:zero_grad()
+    F.cross_entropy(model(x), y):backward()
+    opt:step()
+  end, 5, 30)
+  emit("mlp_train_b128", s)
+  emit("mlp_train_b128.gflops", common.mlp_flops(128) / s / 1e9)
+end
+
+-- The CNN of the issue.
+local function cnn()
+  return nn.Sequential(
+    nn.Conv2d(1, 32, 3, { padding = 1 }), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, { padding = 1 }), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
+end
+
+do
+  local model = cnn()
+  local opt = torch.optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
+  local x, y = torch.randn(64, 1, 28, 28), torch.randint(1, 11, { 64 })
+  local s = bench(function()
+    opt:zero_grad()
+    F.cross_entropy(model(x), y):backward()
+    opt:step()
+  end, 3, 15)
+  emit("cnn_train_b64", s)
+  emit("cnn_train_b64.gflops", common.cnn_train_flops(64) / s / 1e9)
+
+  model:eval()
+  torch.no_grad(function()
+    local x256, x1 = torch.randn(256, 1, 28, 28), torch.randn(1, 1, 28, 28)
+    emit("cnn_infer_b256", bench(function() return model(x256) end, 3, 15))
+    emit("cnn_infer_b1", bench(function() return model(x1) end, 20, 200))
+  end)
+end
+
+-- small_add_x1000
+do
+  local a, b = torch.randn(16), torch.randn(16)
+  emit("small_add_x1000", bench(function()
+    for _ = 1, 1000 do local _ = a + b end
+  end, 5, 31))
+end
+
+-- save_load_400MB: 25 float32 2000x2000 tensors.
+do
+  local sd = torch.OrderedDict and torch.OrderedDict() or {}
+  for i = 1, 25 do sd["w" .. i] = torch.randn(2000, 2000) end
+  local path = opts.tmp .. "/moontorch_bench_400MB.pt"
+  emit("save_400MB", bench(function() torch.save(sd, path) end, 1, 5))
+  sd = nil
+  collectgarbage()
+  emit("load_400MB", bench(function() torch.load(path); collectgarbage() end, 1, 5))
+  emit("mmap_load_400MB", bench(function() torch.load(path, { mmap = true }); collectgarbage() end, 1, 5))
+  for _, mode in ipairs({ "read", "mmap" }) do
+    local r = common.run_child(string.format("%s %q --load-child %q %s", common.lua_cmd(), arg[0], path, mode))
+    emit((mode == "read" and "load_400MB" or "mmap_load_400MB") .. ".rss_mb", r.rss_mb)
+  end
+  os.remove(path)
+end
+
+-- One epoch of the Fashion-MNIST demo's training (examples/fashion_mnist.lua: same net,
+-- AdamW, one-cycle schedule, batch 128), then test accuracy.
+if not opts.quick then
+  local data = torch.utils.data
+  local train_set = torch.datasets.FashionMNIST(opts.data, { train = true })
+  local test_set = torch.datasets.FashionMNIST(opts.data, { train = false })
+  torch.manual_seed(1)
+  local loader = data.DataLoader(train_set, { batch_size = 128, shuffle = true, drop_last = true })
+  local test_loader = data.DataLoader(test_set, { batch_size = 1000 })
+  local model = nn.Sequential(
+    nn.Conv2d(1, 16, 3, { padding = 1, bias = false }), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 3, { padding = 1, bias = false }), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+  local opt = torch.optim.AdamW(model:parameters(), { lr = 0.003, weight_decay = 1e-4 })
+  local sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.003, { epochs = 1, steps_per_epoch = #loader })
+  local t0 = now()
+  model:train()
+  for x, y in loader:iter() do
+    local loss = F.cross_entropy(model(x), y)
+    opt:zero_grad()
+    loss:backward()
+    opt:step()
+    sched:step()
+  end
+  emit("fashion_mnist_epoch", now() - t0)
+  model:eval()
+  local correct, n = 0, 0
+  torch.no_grad(function()
+    for x, y in test_loader:iter() do
+      correct = correct + model(x):argmax(2):eq(y):sum():item()
+      n = n + y:size(1)
+    end
+  end)
+  emit("fashion_mnist_epoch.acc", correct / n)
+end
