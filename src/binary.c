@@ -248,7 +248,7 @@ static mt_status make_plan(plan *p, mt_binop op, const mt_tensor *a, const mt_te
     return mt_fail(MT_EDTYPE, "subtraction with a bool tensor is not supported; to invert a mask, use logical_not");
   }
   if ((op == MT_POW || op == MT_FMOD || op == MT_REMAINDER) && common == MT_BOOL)
-    return mt_fail(MT_EDTYPE, "%s is not implemented for bool", binop_names[op]);
+    return mt_fail(MT_EDTYPE, "%s is not defined for bool tensors", binop_names[op]);
   if (op == MT_POW && !mt_dtype_is_float(common) && b->wrapped_number && wrapped_int_value(b) < 0)
     return mt_fail(MT_EARG, "integers to negative integer powers are not allowed");
   p->result = op_result_dtype(op, common);

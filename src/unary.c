@@ -265,7 +265,7 @@ static mt_status make_unplan(unplan *p, mt_unop op, mt_dtype dt) {
     if (op == MT_NEG)
       return mt_fail(MT_EDTYPE, "negation of a bool tensor is not supported; to invert a mask, use logical_not");
     if (op == MT_ABS || op == MT_RELU || (op >= MT_FLOOR && op <= MT_TRUNC))
-      return mt_fail(MT_EDTYPE, "%s is not implemented for bool", unop_names[op]);
+      return mt_fail(MT_EDTYPE, "%s is not defined for bool tensors", unop_names[op]);
   }
   p->result = dt;
   p->identity = false;
@@ -376,7 +376,7 @@ static mt_status clamp_plan(const mt_tensor *a, const mt_scalar *min, const mt_s
   }
   /* maximum has no dtype rule of its own: this is plain result_type */
   *r = mt_binary_result_dtype(MT_MAXIMUM, a, &bounds);
-  if (*r == MT_BOOL) return mt_fail(MT_EDTYPE, "clamp is not implemented for bool");
+  if (*r == MT_BOOL) return mt_fail(MT_EDTYPE, "clamp is not defined for bool tensors");
   *c = mt_dtype_info(*r)->compute;
   mt_status st;
   if (min) {
