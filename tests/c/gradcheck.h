@@ -102,4 +102,32 @@ static mt_tensor *gc_tensor(int ndim, const int64_t *sizes, double lo, double hi
   return t;
 }
 
+/* One element of t as a double (logical order). */
+static inline double val(const mt_tensor *t, int64_t i) {
+  mt_scalar s;
+  mt_get_flat(t, i, &s);
+  return mt_scalar_to_f64(s);
+}
+
+/* A float64 leaf of the given logical shape for gradcheck; with swap0 != swap1, a transposed
+ * view of those dims, so that the op sees non-contiguous memory. */
+typedef struct shape {
+  int ndim;
+  int64_t sizes[4];
+  int swap0, swap1;
+} shape;
+#define SH(n, ...) {.ndim = n, .sizes = {__VA_ARGS__}}
+#define SHT(d0, d1, n, ...) {.ndim = n, .sizes = {__VA_ARGS__}, .swap0 = d0, .swap1 = d1}
+
+static inline mt_tensor *make_input(const shape *s, double lo, double hi, int seed) {
+  if (s->swap0 == s->swap1) return gc_tensor(s->ndim, s->sizes, lo, hi, seed);
+  int64_t phys[4];
+  memcpy(phys, s->sizes, sizeof phys);
+  phys[s->swap0] = s->sizes[s->swap1], phys[s->swap1] = s->sizes[s->swap0];
+  mt_tensor *base = gc_tensor(s->ndim, phys, lo, hi, seed), *t = NULL;
+  if (base && mt_transpose(&t, base, s->swap0, s->swap1)) t = NULL;
+  mt_tensor_release(base);
+  return t;
+}
+
 #endif

@@ -2,12 +2,6 @@
  * chains) and the binary ops' backward against finite differences. */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 typedef struct {
   mt_binop op;
 } binop_ctx;

@@ -4,12 +4,6 @@
  * names, dtypes of gradients, and saved tensors modified in place. */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 static const char *grad_fn_name(const mt_tensor *t) { return t->grad_fn ? mt_node_name(t->grad_fn) : "(none)"; }
 
 /* A float64 leaf holding `n` given values, shape [n]. */

@@ -4,37 +4,10 @@
  * in amax/max against PyTorch 1.13's values; node names; what must not record. */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 static mt_tensor *from_values(int ndim, const int64_t *sizes, const double *v) {
   mt_tensor *t;
   if (mt_empty(&t, MT_FLOAT64, ndim, sizes)) return NULL;
   for (int64_t i = 0; i < mt_numel(t); i++) mt_set_flat(t, i, mt_scalar_float(v[i]));
-  return t;
-}
-
-/* A float64 leaf of the given logical shape; with `swap` (d0 != d1) it is a transposed view,
- * so that the op sees non-contiguous memory. */
-typedef struct shape {
-  int ndim;
-  int64_t sizes[4];
-  int swap0, swap1;
-} shape;
-#define SH(n, ...) {.ndim = n, .sizes = {__VA_ARGS__}}
-#define SHT(d0, d1, n, ...) {.ndim = n, .sizes = {__VA_ARGS__}, .swap0 = d0, .swap1 = d1}
-
-static mt_tensor *make_input(const shape *s, double lo, double hi, int seed) {
-  if (s->swap0 == s->swap1) return gc_tensor(s->ndim, s->sizes, lo, hi, seed);
-  int64_t phys[4];
-  memcpy(phys, s->sizes, sizeof phys);
-  phys[s->swap0] = s->sizes[s->swap1], phys[s->swap1] = s->sizes[s->swap0];
-  mt_tensor *base = gc_tensor(s->ndim, phys, lo, hi, seed), *t = NULL;
-  if (base && mt_transpose(&t, base, s->swap0, s->swap1)) t = NULL;
-  mt_tensor_release(base);
   return t;
 }
 

@@ -5,12 +5,6 @@
  * version-checked). */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 static mt_tensor *index_tensor(int ndim, const int64_t *sizes, const int64_t *vals) {
   mt_tensor *t;
   if (mt_empty(&t, MT_INT64, ndim, sizes)) return NULL;

@@ -6,12 +6,6 @@
  * semantics (NaN, -inf, windows wholly in padding); shapes, saved-tensor checks and errors. */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 /* The generator's values: ((i * 7 + seed * 3) % 17 - 8) / 8, exact in float32. */
 static mt_tensor *pattern(mt_dtype dt, int ndim, const int64_t *sizes, int seed) {
   mt_tensor *t;

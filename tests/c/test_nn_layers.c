@@ -19,12 +19,6 @@
  *   dropout2d: torch.manual_seed(7); F.dropout2d(torch.ones(2, 3, 2, 2), 0.5)[:, :, 0, 0] */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 /* off + scale * sin(i a + b), in logical order. */
 static mt_tensor *pattern(mt_dtype dt, int ndim, const int64_t *sizes, double a, double b, double scale, double off) {
   mt_tensor *t;
@@ -37,28 +31,6 @@ static mt_tensor *from_values(mt_dtype dt, int ndim, const int64_t *sizes, const
   mt_tensor *t;
   if (mt_empty(&t, dt, ndim, sizes)) return NULL;
   for (int64_t i = 0; i < mt_numel(t); i++) mt_set_flat(t, i, mt_scalar_float(v[i]));
-  return t;
-}
-
-/* A float64 leaf of the given logical shape for gradcheck; with swap, a transposed view of
- * dims swap0 and swap1 (non-contiguous). */
-typedef struct shape {
-  int ndim;
-  int64_t sizes[4];
-  int swap0, swap1;
-} shape;
-
-#define SH(n, ...) {.ndim = n, .sizes = {__VA_ARGS__}}
-#define SHT(d0, d1, n, ...) {.ndim = n, .sizes = {__VA_ARGS__}, .swap0 = d0, .swap1 = d1}
-
-static mt_tensor *make_input(const shape *s, double lo, double hi, int seed) {
-  if (s->swap0 == s->swap1) return gc_tensor(s->ndim, s->sizes, lo, hi, seed);
-  int64_t phys[4];
-  memcpy(phys, s->sizes, sizeof phys);
-  phys[s->swap0] = s->sizes[s->swap1], phys[s->swap1] = s->sizes[s->swap0];
-  mt_tensor *base = gc_tensor(s->ndim, phys, lo, hi, seed), *t = NULL;
-  if (base && mt_transpose(&t, base, s->swap0, s->swap1)) t = NULL;
-  mt_tensor_release(base);
   return t;
 }
 

@@ -27,12 +27,6 @@
  *   ce_1d: F.cross_entropy(S(4, .61, .2, 2), tensor(2), label_smoothing=.1) */
 #include "gradcheck.h"
 
-static double val(const mt_tensor *t, int64_t i) {
-  mt_scalar s;
-  mt_get_flat(t, i, &s);
-  return mt_scalar_to_f64(s);
-}
-
 static mt_tensor *pattern(mt_dtype dt, int ndim, const int64_t *sizes, double a, double b, double scale, double off) {
   mt_tensor *t;
   if (mt_empty(&t, dt, ndim, sizes)) return NULL;
