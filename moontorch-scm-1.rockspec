@@ -30,6 +30,7 @@ external_dependencies = {
    LIBZIP = { header = "zip.h" },
    ZLIB = { header = "zlib.h" },
    CJSON = { header = "cjson/cJSON.h" },
+   LIBDEFLATE = { header = "libdeflate.h" },
 }
 
 build = {

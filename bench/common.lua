@@ -30,6 +30,25 @@ function M.peak_rss_mb()
   error("no VmHWM in /proc/self/status")
 end
 
+-- The workloads --only accepts (the keys of the timings; the .gflops / .rss_mb / .acc extras
+-- come with their workload).
+M.WORKLOADS = { "sgemm_1024", "mlp_train_b128", "cnn_train_b64", "cnn_infer_b256", "cnn_infer_b1",
+  "small_add_x1000", "save_400MB", "load_400MB", "mmap_load_400MB", "fashion_mnist_epoch" }
+
+-- "--only a,b" -> set {a = true, b = true}; an unknown name is an error listing the valid ones.
+function M.parse_only(list)
+  local known, set = {}, {}
+  for _, w in ipairs(M.WORKLOADS) do known[w] = true end
+  for name in (list or ""):gmatch("[^,%s]+") do
+    if not known[name] then
+      error("--only: unknown workload '" .. name .. "' (one of: " .. table.concat(M.WORKLOADS, ", ") .. ")", 0)
+    end
+    set[name] = true
+  end
+  if next(set) == nil then error("--only needs NAME[,NAME...]", 0) end
+  return set
+end
+
 function M.parse_args(argv)
   local o = { quick = false, data = "/usr/share/datasets/fashion-mnist", tmp = os.getenv("TMPDIR") or "/tmp" }
   local i = 1
@@ -39,6 +58,7 @@ function M.parse_args(argv)
     elseif a == "--data" then o.data = argv[i + 1]; i = i + 1
     elseif a == "--tmp" then o.tmp = argv[i + 1]; i = i + 1
     elseif a == "--load-child" then o.load_child, o.mode = argv[i + 1], argv[i + 2]; i = i + 2
+    elseif a == "--only" then o.only = M.parse_only(argv[i + 1]); i = i + 1
     else error("unknown argument " .. a) end
     i = i + 1
   end

@@ -3,8 +3,9 @@
 --   <workload>  median seconds          <workload>.gflops  achieved GFLOP/s (training)
 --   <workload>.rss_mb  peak RSS, MB      <workload>.acc     test accuracy (Fashion-MNIST)
 --
---   lua5.4 bench/moontorch_bench.lua [--quick] [--data DIR] [--tmp DIR]
+--   lua5.4 bench/moontorch_bench.lua [--quick] [--only NAME[,NAME]] [--data DIR] [--tmp DIR]
 --   --quick      skip the Fashion-MNIST epoch
+--   --only       run only these workloads (common.WORKLOADS, e.g. small_add_x1000,cnn_infer_b1)
 --   --load-child PATH MODE   (internal) load PATH (MODE: read or mmap) and print peak RSS
 local torch = require "moontorch"
 local nn, F = torch.nn, torch.nn.functional
@@ -12,6 +13,15 @@ local common = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua")
 local now, median, emit, peak_rss_mb = common.now, common.median, common.emit, common.peak_rss_mb
 
 local opts = common.parse_args(arg)
+
+-- Whether any of the named workloads is to run (all of them without --only).
+local function want(...)
+  if not opts.only then return true end
+  for i = 1, select("#", ...) do
+    if opts.only[select(i, ...)] then return true end
+  end
+  return false
+end
 
 if opts.load_child then -- a fresh process: its peak RSS is the loader's
   local t0 = now()
@@ -37,14 +47,14 @@ end
 torch.manual_seed(0)
 
 -- OpenBLAS sgemm through torch.mm, 1024^3.
-do
+if want("sgemm_1024") then
   local a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
   local s = bench(function() return torch.mm(a, b) end, 3, 10)
   emit("sgemm_1024.gflops", 2 * 1024 ^ 3 / s / 1e9)
 end
 
 -- mlp_train_b128
-do
+if want("mlp_train_b128") then
   local model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
   local opt = torch.optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
   local x, y = torch.randn(128, 784), torch.randint(1, 11, { 128 })  -- classes are 1-based
@@ -65,54 +75,68 @@ local function cnn()
     nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, 10))
 end
 
-do
+if want("cnn_train_b64", "cnn_infer_b256", "cnn_infer_b1") then
   local model = cnn()
-  local opt = torch.optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
-  local x, y = torch.randn(64, 1, 28, 28), torch.randint(1, 11, { 64 })
-  local s = bench(function()
-    opt:zero_grad()
-    F.cross_entropy(model(x), y):backward()
-    opt:step()
-  end, 3, 15)
-  emit("cnn_train_b64", s)
-  emit("cnn_train_b64.gflops", common.cnn_train_flops(64) / s / 1e9)
+  if want("cnn_train_b64") then
+    local opt = torch.optim.SGD(model:parameters(), { lr = 0.01, momentum = 0.9 })
+    local x, y = torch.randn(64, 1, 28, 28), torch.randint(1, 11, { 64 })
+    local s = bench(function()
+      opt:zero_grad()
+      F.cross_entropy(model(x), y):backward()
+      opt:step()
+    end, 3, 15)
+    emit("cnn_train_b64", s)
+    emit("cnn_train_b64.gflops", common.cnn_train_flops(64) / s / 1e9)
+  end
 
   model:eval()
   torch.no_grad(function()
     local x256, x1 = torch.randn(256, 1, 28, 28), torch.randn(1, 1, 28, 28)
-    emit("cnn_infer_b256", bench(function() return model(x256) end, 3, 15))
-    emit("cnn_infer_b1", bench(function() return model(x1) end, 20, 200))
+    if want("cnn_infer_b256") then emit("cnn_infer_b256", bench(function() return model(x256) end, 3, 15)) end
+    if want("cnn_infer_b1") then emit("cnn_infer_b1", bench(function() return model(x1) end, 20, 200)) end
   end)
 end
 
 -- small_add_x1000
-do
+if want("small_add_x1000") then
   local a, b = torch.randn(16), torch.randn(16)
   emit("small_add_x1000", bench(function()
     for _ = 1, 1000 do local _ = a + b end
   end, 5, 31))
 end
 
--- save_load_400MB: 25 float32 2000x2000 tensors.
-do
+-- save_load_400MB: 25 float32 2000x2000 tensors. The loads need the file: with --only a load,
+-- it is saved once, untimed.
+if want("save_400MB", "load_400MB", "mmap_load_400MB") then
   local sd = torch.OrderedDict and torch.OrderedDict() or {}
   for i = 1, 25 do sd["w" .. i] = torch.randn(2000, 2000) end
   local path = opts.tmp .. "/moontorch_bench_400MB.pt"
-  emit("save_400MB", bench(function() torch.save(sd, path) end, 1, 5))
+  if want("save_400MB") then
+    emit("save_400MB", bench(function() torch.save(sd, path) end, 1, 5))
+  else
+    torch.save(sd, path)
+  end
   sd = nil
   collectgarbage()
-  emit("load_400MB", bench(function() torch.load(path); collectgarbage() end, 1, 5))
-  emit("mmap_load_400MB", bench(function() torch.load(path, { mmap = true }); collectgarbage() end, 1, 5))
+  if want("load_400MB") then
+    emit("load_400MB", bench(function() torch.load(path); collectgarbage() end, 1, 5))
+  end
+  if want("mmap_load_400MB") then
+    emit("mmap_load_400MB", bench(function() torch.load(path, { mmap = true }); collectgarbage() end, 1, 5))
+  end
   for _, mode in ipairs({ "read", "mmap" }) do
-    local r = common.run_child(string.format("%s %q --load-child %q %s", common.lua_cmd(), arg[0], path, mode))
-    emit((mode == "read" and "load_400MB" or "mmap_load_400MB") .. ".rss_mb", r.rss_mb)
+    local key = mode == "read" and "load_400MB" or "mmap_load_400MB"
+    if want(key) then
+      local r = common.run_child(string.format("%s %q --load-child %q %s", common.lua_cmd(), arg[0], path, mode))
+      emit(key .. ".rss_mb", r.rss_mb)
+    end
   end
   os.remove(path)
 end
 
 -- One epoch of the Fashion-MNIST demo's training (examples/fashion_mnist.lua: same net,
 -- AdamW, one-cycle schedule, batch 128), then test accuracy.
-if not opts.quick then
+if not opts.quick and want("fashion_mnist_epoch") then
   local data = torch.utils.data
   local train_set = torch.datasets.FashionMNIST(opts.data, { train = true })
   local test_set = torch.datasets.FashionMNIST(opts.data, { train = false })

@@ -1,7 +1,9 @@
 """PyTorch side of `make bench`: the workloads of bench/moontorch_bench.lua, same output format
 ("key<TAB>value" lines). bench/run.sh runs it once per thread setting and keeps the faster.
 
-    python3 bench/pytorch_bench.py --threads N [--quick] [--data DIR] [--tmp DIR]
+    python3 bench/pytorch_bench.py --threads N [--quick] [--only NAME[,NAME]] [--data DIR] [--tmp DIR]
+
+--only runs only the named workloads (WORKLOADS below, as in bench/common.lua).
 
 With --threads 1, run.sh also sets OPENBLAS_NUM_THREADS=1 / OMP_NUM_THREADS=1. PyTorch 1.13 has
 no mmap load, so the mmap goal compares moontorch's mmap load with PyTorch's plain load.
@@ -19,6 +21,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 now = time.perf_counter
+
+# The workloads --only accepts (the same list as bench/common.lua).
+WORKLOADS = ["sgemm_1024", "mlp_train_b128", "cnn_train_b64", "cnn_infer_b256", "cnn_infer_b1",
+             "small_add_x1000", "save_400MB", "load_400MB", "mmap_load_400MB", "fashion_mnist_epoch"]
+
+
+def parse_only(text):
+    names = {n for n in text.replace(",", " ").split()}
+    bad = sorted(names - set(WORKLOADS))
+    if bad:
+        raise SystemExit(f"--only: unknown workload '{bad[0]}' (one of: {', '.join(WORKLOADS)})")
+    if not names:
+        raise SystemExit("--only needs NAME[,NAME...]")
+    return names
 
 
 def emit(key, value):
@@ -120,8 +136,12 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--tmp", default=os.environ.get("TMPDIR", "/tmp"))
     ap.add_argument("--load-child")
+    ap.add_argument("--only", type=parse_only)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+
+    def want(*names):  # whether any of these workloads is to run (all without --only)
+        return a.only is None or any(n in a.only for n in names)
 
     if a.load_child:  # a fresh process: its peak RSS is the loader's
         t0 = now()
@@ -131,44 +151,58 @@ def main():
         return
 
     torch.manual_seed(0)
-    a1, b1 = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    emit("sgemm_1024.gflops", 2 * 1024 ** 3 / bench(lambda: torch.mm(a1, b1), 3, 10) / 1e9)
+    if want("sgemm_1024"):
+        a1, b1 = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        emit("sgemm_1024.gflops", 2 * 1024 ** 3 / bench(lambda: torch.mm(a1, b1), 3, 10) / 1e9)
 
-    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    s = bench(train_step(model, opt, torch.randn(128, 784), torch.randint(0, 10, (128,))), 5, 30)
-    emit("mlp_train_b128", s)
-    emit("mlp_train_b128.gflops", mlp_flops(128) / s / 1e9)
+    if want("mlp_train_b128"):
+        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        s = bench(train_step(model, opt, torch.randn(128, 784), torch.randint(0, 10, (128,))), 5, 30)
+        emit("mlp_train_b128", s)
+        emit("mlp_train_b128.gflops", mlp_flops(128) / s / 1e9)
 
-    model = cnn()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    s = bench(train_step(model, opt, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))), 3, 15)
-    emit("cnn_train_b64", s)
-    emit("cnn_train_b64.gflops", cnn_train_flops(64) / s / 1e9)
-    model.eval()
-    with torch.no_grad():
-        x256, x1 = torch.randn(256, 1, 28, 28), torch.randn(1, 1, 28, 28)
-        emit("cnn_infer_b256", bench(lambda: model(x256), 3, 15))
-        emit("cnn_infer_b1", bench(lambda: model(x1), 20, 200))
+    if want("cnn_train_b64", "cnn_infer_b256", "cnn_infer_b1"):
+        model = cnn()
+        if want("cnn_train_b64"):
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            s = bench(train_step(model, opt, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))), 3, 15)
+            emit("cnn_train_b64", s)
+            emit("cnn_train_b64.gflops", cnn_train_flops(64) / s / 1e9)
+        model.eval()
+        with torch.no_grad():
+            x256, x1 = torch.randn(256, 1, 28, 28), torch.randn(1, 1, 28, 28)
+            if want("cnn_infer_b256"):
+                emit("cnn_infer_b256", bench(lambda: model(x256), 3, 15))
+            if want("cnn_infer_b1"):
+                emit("cnn_infer_b1", bench(lambda: model(x1), 20, 200))
 
-    a16, b16 = torch.randn(16), torch.randn(16)
+    if want("small_add_x1000"):
+        a16, b16 = torch.randn(16), torch.randn(16)
 
-    def adds():
-        for _ in range(1000):
-            a16 + b16
-    emit("small_add_x1000", bench(adds, 5, 31))
+        def adds():
+            for _ in range(1000):
+                a16 + b16
+        emit("small_add_x1000", bench(adds, 5, 31))
 
-    sd = {f"w{i}": torch.randn(2000, 2000) for i in range(1, 26)}
-    path = f"{a.tmp}/pytorch_bench_400MB.pt"
-    emit("save_400MB", bench(lambda: torch.save(sd, path), 1, 5))
-    del sd
-    emit("load_400MB", bench(lambda: torch.load(path), 1, 5))
-    out = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--load-child", path],
-                         check=True, capture_output=True, text=True).stdout
-    emit("load_400MB.rss_mb", float(dict(l.split("\t") for l in out.splitlines())["rss_mb"]))
-    os.remove(path)
+    # The loads need the file: with --only a load, it is saved once, untimed. PyTorch has no
+    # mmap load; mmap_load_400MB is compared with its plain load.
+    if want("save_400MB", "load_400MB", "mmap_load_400MB"):
+        sd = {f"w{i}": torch.randn(2000, 2000) for i in range(1, 26)}
+        path = f"{a.tmp}/pytorch_bench_400MB.pt"
+        if want("save_400MB"):
+            emit("save_400MB", bench(lambda: torch.save(sd, path), 1, 5))
+        else:
+            torch.save(sd, path)
+        del sd
+        if want("load_400MB", "mmap_load_400MB"):
+            emit("load_400MB", bench(lambda: torch.load(path), 1, 5))
+            out = subprocess.run([sys.executable, __file__, "--threads", str(a.threads), "--load-child", path],
+                                 check=True, capture_output=True, text=True).stdout
+            emit("load_400MB.rss_mb", float(dict(l.split("\t") for l in out.splitlines())["rss_mb"]))
+        os.remove(path)
 
-    if not a.quick:
+    if not a.quick and want("fashion_mnist_epoch"):
         fashion_epoch(a.data)
 
 

@@ -81,7 +81,7 @@ def main():
                        ("cnn_train_b64.gflops", "cnn_train_b64 achieved")]:
         src = key.rsplit(".", 1)[0]
         n = best(src)[1] if src in theirs[1] else None
-        p = theirs[n].get(key) if n else max(t.get(key, 0) for t in theirs.values())
+        p = theirs[n].get(key) if n else max((t[key] for t in theirs.values() if key in t), default=None)
         row(label, ours.get(key), p, n, None, unit="GFLOP/s", ratio=None)
 
     head = ["workload", "moontorch", "PyTorch 1.13 (threads)", "ratio", "goal", "result"]

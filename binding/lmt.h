@@ -37,6 +37,7 @@ void lmt_check_status(lua_State *L, mt_status st, const char *fname);
 /* ---- tensors on the Lua stack (lmt_core.c) ------------------------------------------------ */
 mt_tensor *lmt_check(lua_State *L, int arg, const char *fname); /* a live tensor, else raise */
 mt_tensor *lmt_test(lua_State *L, int arg);                     /* NULL unless a tensor (raises if closed) */
+lmt_box *lmt_testbox(lua_State *L, int arg); /* the tensor userdata (closed or not), else NULL; never raises */
 /* Pushes an empty tensor userdata and returns where the core should store the result. */
 mt_tensor **lmt_slot(lua_State *L);
 /* Adds external allocation to the collector's debt; called after each tensor the binding makes. */
@@ -101,6 +102,8 @@ void lmt_open_nn(lua_State *L, const lmt_tables *tb);        /* the NN ops, raw,
 void lmt_open_optim(lua_State *L, const lmt_tables *tb);     /* torch.optim's update loops (_sgd_step, ...) */
 void lmt_open_data(lua_State *L, const lmt_tables *tb);      /* torch.Generator, IDX files, data-loader draws */
 void lmt_open_jit(lua_State *L, const lmt_tables *tb);       /* traced models, raw, as module._jit */
+void lmt_open_dist(lua_State *L, const lmt_tables *tb);      /* torch.distributed on MPI, DDP reducer (dist_*, ddp_new) */
+void lmt_open_threads(lua_State *L, const lmt_tables *tb);   /* torch.set_num_threads / get_num_threads */
 /* Sets every function of `regs` into the table at absolute index `idx`. */
 void lmt_setfuncs(lua_State *L, int idx, const luaL_Reg *regs);
 

@@ -152,7 +152,7 @@ static int p_grad(lua_State *L) {
     return 1;
   }
   if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) {
-    lmt_box *b = (lmt_box *)luaL_testudata(L, -1, LMT_TENSOR);
+    lmt_box *b = lmt_testbox(L, -1);
     if (b && b->t == t->grad) return 1;
   }
   lua_pop(L, 1);

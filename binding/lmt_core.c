@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -79,8 +80,7 @@ int lmt_typeerror(lua_State *L, int arg, const char *fname, const char *expected
 #define LMT_GC_FULL_MIN ((uint64_t)64 << 20)
 
 typedef struct lmt_gcstate {
-  uint64_t reported;   /* mt_storage_bytes_allocated() + headers at the last report */
-  uint64_t headers;    /* bytes of tensor headers made (mt_tensor structs are malloc'ed too) */
+  uint64_t reported;   /* mt_storage_bytes_allocated() + tl_headers at the last report */
   uint64_t live_limit; /* live storage bytes that trigger the full collection */
 } lmt_gcstate;
 
@@ -95,13 +95,21 @@ static void full_collection(lua_State *L, lmt_gcstate *g) {
   g->live_limit = limit < LMT_GC_FULL_MIN ? LMT_GC_FULL_MIN : limit;
 }
 
+/* The state is looked up only when this thread has allocated a quantum since it last looked
+ * (a registry lookup per op is a noticeable part of a small op): headers are counted per
+ * thread, and a state's `reported` catches up with whatever was made in between. */
+static _Thread_local uint64_t tl_headers, tl_next_look;
+
 void lmt_gc_pace(lua_State *L) {
+  tl_headers += sizeof(mt_tensor);
+  uint64_t now = mt_storage_bytes_allocated() + tl_headers;
+  if (now < tl_next_look) return;
+  tl_next_look = now + LMT_GC_QUANTUM;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &GC_KEY);
   lmt_gcstate *g = (lmt_gcstate *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!g) return;
-  g->headers += sizeof(mt_tensor);
-  uint64_t now = mt_storage_bytes_allocated() + g->headers;
+  if (now < g->reported) g->reported = now; /* a state used from several threads: resync */
   if (now - g->reported < LMT_GC_QUANTUM) return;
   uint64_t kib = (now - g->reported) >> 10;
   g->reported = now;
@@ -115,21 +123,86 @@ void lmt_check_status(lua_State *L, mt_status st, const char *fname) {
   lmt_gc_pace(L);
 }
 
-/* ---- the tensor userdata ------------------------------------------------------------------ */
+/* ---- the tensor userdata ------------------------------------------------------------------
+ * The metatable is also kept in the registry under the address of META_KEY: luaL_testudata
+ * and luaL_setmetatable look "moontorch.Tensor" up by name, which interns the C string
+ * (a strcmp through Lua's string cache) on every call, a noticeable part of a small op. */
+
+static const char META_KEY = 'm', SENTRY_KEY = 's';
+
+/* Cheaper still: the addresses of the tensor metatables of the live lua_States, process-wide.
+ * A userdata whose metatable is one of them is a tensor (no other object can have another
+ * state's table as its metatable, and a state's entry goes, through a finalizer in its
+ * registry, before lua_close frees the table). States beyond the first few use the registry. */
+#define LMT_FAST_METAS 8
+static _Atomic(const void *) fast_metas[LMT_FAST_METAS];
+
+static bool is_fast_meta(const void *m) {
+  for (int i = 0; i < LMT_FAST_METAS; i++)
+    if (atomic_load_explicit(&fast_metas[i], memory_order_relaxed) == m) return true;
+  return false;
+}
+
+/* __gc of the sentry userdata in the registry (runs at lua_close): forget this state's table. */
+static int sentry_gc(lua_State *L) {
+  const void **m = (const void **)lua_touserdata(L, 1);
+  for (int i = 0; m && *m && i < LMT_FAST_METAS; i++) {
+    const void *expected = *m;
+    if (atomic_compare_exchange_strong(&fast_metas[i], &expected, NULL)) break;
+  }
+  return 0;
+}
+
+/* Registers the tensor metatable at the top of the stack (once per state). */
+static void register_fast_meta(lua_State *L) {
+  const void *m = lua_topointer(L, -1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SENTRY_KEY) != LUA_TNIL || is_fast_meta(m)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  const void **sentry = (const void **)lua_newuserdatauv(L, sizeof *sentry, 0);
+  *sentry = NULL;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sentry_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SENTRY_KEY);
+  for (int i = 0; i < LMT_FAST_METAS; i++) {
+    const void *expected = NULL;
+    if (atomic_compare_exchange_strong(&fast_metas[i], &expected, m)) {
+      *sentry = m;
+      break;
+    }
+  }
+}
 
 static int closed_error(lua_State *L) {
   return luaL_error(L, "moontorch: tensor used after it was closed");
 }
 
+lmt_box *lmt_testbox(lua_State *L, int arg) {
+  lmt_box *b = (lmt_box *)lua_touserdata(L, arg);
+  if (!b || !lua_getmetatable(L, arg)) return NULL; /* light userdata has no metatable either */
+  const void *m = lua_topointer(L, -1);
+  if (!is_fast_meta(m)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &META_KEY);
+    if (lua_topointer(L, -1) != m) b = NULL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return b;
+}
+
 mt_tensor *lmt_test(lua_State *L, int arg) {
-  lmt_box *b = (lmt_box *)luaL_testudata(L, arg, LMT_TENSOR);
+  lmt_box *b = lmt_testbox(L, arg);
   if (!b) return NULL;
   if (!b->t) closed_error(L);
   return b->t;
 }
 
 mt_tensor *lmt_check(lua_State *L, int arg, const char *fname) {
-  lmt_box *b = (lmt_box *)luaL_testudata(L, arg, LMT_TENSOR);
+  lmt_box *b = lmt_testbox(L, arg);
   if (!b) lmt_typeerror(L, arg, fname, "tensor");
   if (!b->t) closed_error(L);
   return b->t;
@@ -139,7 +212,8 @@ mt_tensor **lmt_slot(lua_State *L) {
   /* One user value is reserved for per-tensor Lua state that later issues attach (autograd). */
   lmt_box *b = (lmt_box *)lua_newuserdatauv(L, sizeof *b, 1);
   b->t = NULL;
-  luaL_setmetatable(L, LMT_TENSOR);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &META_KEY);
+  lua_setmetatable(L, -2);
   return &b->t;
 }
 
@@ -153,7 +227,8 @@ void lmt_setfuncs(lua_State *L, int idx, const luaL_Reg *regs) {
 
 /* __gc and __close: drop the core's reference once; later use raises. */
 static int t_release(lua_State *L) {
-  lmt_box *b = (lmt_box *)luaL_checkudata(L, 1, LMT_TENSOR);
+  lmt_box *b = lmt_testbox(L, 1);
+  if (!b) return lmt_typeerror(L, 1, "release", "tensor");
   mt_tensor_release(b->t);
   b->t = NULL;
   return 0;
@@ -279,8 +354,7 @@ int luaopen_moontorch_core(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &GC_KEY);
   if (lua_isnil(L, -1)) {
     lmt_gcstate *g = (lmt_gcstate *)lua_newuserdatauv(L, sizeof *g, 0);
-    g->headers = 0;
-    g->reported = mt_storage_bytes_allocated();
+    g->reported = mt_storage_bytes_allocated() + tl_headers;
     g->live_limit = LMT_GC_FULL_MIN;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &GC_KEY);
   }
@@ -288,6 +362,9 @@ int luaopen_moontorch_core(lua_State *L) {
 
   luaL_newmetatable(L, LMT_TENSOR);
   int meta = lua_gettop(L);
+  lua_pushvalue(L, meta);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &META_KEY);
+  register_fast_meta(L);
   lua_newtable(L);
   int methods = lua_gettop(L);
   lua_newtable(L);
@@ -331,6 +408,8 @@ int luaopen_moontorch_core(lua_State *L) {
   lmt_open_optim(L, &tb);
   lmt_open_data(L, &tb);
   lmt_open_jit(L, &tb);
+  lmt_open_dist(L, &tb);
+  lmt_open_threads(L, &tb);
 
   lua_pushvalue(L, methods);
   lua_setfield(L, module, "_methods");

@@ -530,7 +530,7 @@ static int l_cat(lua_State *L) { return join(L, "cat", false); }
 static int l_stack(lua_State *L) { return join(L, "stack", true); }
 
 static int l_is_tensor(lua_State *L) {
-  lua_pushboolean(L, luaL_testudata(L, 1, LMT_TENSOR) != NULL);
+  lua_pushboolean(L, lmt_testbox(L, 1) != NULL);
   return 1;
 }
 

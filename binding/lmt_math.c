@@ -27,11 +27,13 @@ static bool takes_booleans(mt_binop op) { return op >= MT_EQ; }
 static void get_operands(lua_State *L, int ia, int ib, operands *o, bool booleans, const char *fname) {
   const char *what = booleans ? "tensor, number or boolean" : "tensor or number";
   bool pa = is_plain(L, ia, booleans), pb = is_plain(L, ib, booleans);
-  if (!pa && !lmt_test(L, ia)) lmt_typeerror(L, ia, fname, what);
-  if (!pb && !lmt_test(L, ib)) lmt_typeerror(L, ib, fname, what);
+  /* each operand is looked at once (a tensor check is not free), in the order of the checks */
+  if (!(o->a = pa ? NULL : lmt_test(L, ia)) && !pa) lmt_typeerror(L, ia, fname, what);
+  if (!(o->b = pb ? NULL : lmt_test(L, ib)) && !pb) lmt_typeerror(L, ib, fname, what);
   if (pa && pb) lmt_error(L, fname, "expected at least one tensor, got two numbers");
-  o->a = lmt_operand(L, ia, &o->ta, fname); /* at most one of the two is wrapped */
-  o->b = lmt_operand(L, ib, &o->tb, fname);
+  o->ta = o->tb = NULL; /* at most one of the two is wrapped */
+  if (pa) o->a = lmt_operand(L, ia, &o->ta, fname);
+  if (pb) o->b = lmt_operand(L, ib, &o->tb, fname);
 }
 
 static void release_operands(operands *o) {

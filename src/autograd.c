@@ -287,6 +287,114 @@ static mt_node *heap_pop(heap *h) {
   return top;
 }
 
+/* ---- hooks ------------------------------------------------------------------------------------ */
+/* Post-accumulate hooks, sorted by leaf address (a binary search finds a leaf's run). During a
+ * backward, `pending` counts the edges into the leaf that have not delivered yet; `walk` says
+ * which backward the count belongs to. Nothing here is looked at while no hook is set. */
+typedef struct leaf_hook {
+  mt_tensor *leaf; /* retained */
+  mt_leaf_hook_fn fn;
+  void *ud;
+  uint64_t walk;
+  int64_t pending;
+} leaf_hook;
+
+typedef struct end_hook {
+  mt_backward_end_fn fn;
+  void *ud;
+} end_hook;
+
+static leaf_hook *leaf_hooks;
+static size_t n_leaf_hooks, cap_leaf_hooks;
+static end_hook *end_hooks;
+static size_t n_end_hooks, cap_end_hooks;
+
+static size_t leaf_hook_lower(const mt_tensor *leaf) {
+  size_t lo = 0, hi = n_leaf_hooks;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if ((uintptr_t)leaf_hooks[mid].leaf < (uintptr_t)leaf) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+MT_API mt_status mt_add_post_accumulate_hook(mt_tensor *leaf, mt_leaf_hook_fn fn, void *ud) {
+  if (!fn) return mt_fail(MT_EARG, "post-accumulate hook: the function is NULL");
+  if (leaf->grad_fn || !leaf->requires_grad)
+    return mt_fail(MT_ESTATE, "post-accumulate hooks can only be registered on leaf tensors that require grad");
+  if (n_leaf_hooks == cap_leaf_hooks) {
+    size_t cap = cap_leaf_hooks ? 2 * cap_leaf_hooks : 16;
+    leaf_hook *h = realloc(leaf_hooks, cap * sizeof *h);
+    if (!h) return mt_fail(MT_ENOMEM, "out of memory registering a hook");
+    leaf_hooks = h, cap_leaf_hooks = cap;
+  }
+  size_t at = leaf_hook_lower(leaf);
+  while (at < n_leaf_hooks && leaf_hooks[at].leaf == leaf) at++; /* after the leaf's others: call order */
+  memmove(&leaf_hooks[at + 1], &leaf_hooks[at], (n_leaf_hooks - at) * sizeof *leaf_hooks);
+  leaf_hooks[at] = (leaf_hook){leaf, fn, ud, 0, 0};
+  n_leaf_hooks++;
+  mt_tensor_retain(leaf);
+  return MT_OK;
+}
+
+MT_API bool mt_remove_post_accumulate_hook(mt_tensor *leaf, mt_leaf_hook_fn fn, void *ud) {
+  for (size_t k = leaf_hook_lower(leaf); k < n_leaf_hooks && leaf_hooks[k].leaf == leaf; k++) {
+    if (leaf_hooks[k].fn != fn || leaf_hooks[k].ud != ud) continue;
+    memmove(&leaf_hooks[k], &leaf_hooks[k + 1], (n_leaf_hooks - k - 1) * sizeof *leaf_hooks);
+    if (--n_leaf_hooks == 0) {
+      free(leaf_hooks);
+      leaf_hooks = NULL, cap_leaf_hooks = 0;
+    }
+    mt_tensor_release(leaf);
+    return true;
+  }
+  return false;
+}
+
+MT_API mt_status mt_add_backward_end_hook(mt_backward_end_fn fn, void *ud) {
+  if (!fn) return mt_fail(MT_EARG, "backward-end hook: the function is NULL");
+  if (n_end_hooks == cap_end_hooks) {
+    size_t cap = cap_end_hooks ? 2 * cap_end_hooks : 4;
+    end_hook *h = realloc(end_hooks, cap * sizeof *h);
+    if (!h) return mt_fail(MT_ENOMEM, "out of memory registering a hook");
+    end_hooks = h, cap_end_hooks = cap;
+  }
+  end_hooks[n_end_hooks++] = (end_hook){fn, ud};
+  return MT_OK;
+}
+
+MT_API bool mt_remove_backward_end_hook(mt_backward_end_fn fn, void *ud) {
+  for (size_t k = 0; k < n_end_hooks; k++) {
+    if (end_hooks[k].fn != fn || end_hooks[k].ud != ud) continue;
+    memmove(&end_hooks[k], &end_hooks[k + 1], (n_end_hooks - k - 1) * sizeof *end_hooks);
+    if (--n_end_hooks == 0) {
+      free(end_hooks);
+      end_hooks = NULL, cap_end_hooks = 0;
+    }
+    return true;
+  }
+  return false;
+}
+
+/* discover: one more edge of this backward leads into `leaf`. */
+static void leaf_hooks_count(const mt_tensor *leaf, uint64_t walk) {
+  for (size_t k = leaf_hook_lower(leaf); k < n_leaf_hooks && leaf_hooks[k].leaf == leaf; k++) {
+    leaf_hook *h = &leaf_hooks[k];
+    if (h->walk != walk) h->walk = walk, h->pending = 0;
+    h->pending++;
+  }
+}
+
+/* run_node: one edge into `leaf` has delivered (or had nothing to deliver); the hooks whose
+ * count reaches zero run. A hook must not add or remove hooks. */
+static void leaf_hooks_arrive(mt_tensor *leaf, uint64_t walk) {
+  for (size_t k = leaf_hook_lower(leaf); k < n_leaf_hooks && leaf_hooks[k].leaf == leaf; k++) {
+    leaf_hook *h = &leaf_hooks[k];
+    if (h->walk == walk && --h->pending == 0) h->fn(h->ud, leaf);
+  }
+}
+
 /* Counts, for every node reachable from root, how many edges lead into it; allocates its
  * gradient slots. Nodes are chained through `link` for the clean-up. */
 static mt_status discover(mt_node *root, uint64_t walk, mt_node **visited) {
@@ -303,6 +411,7 @@ static mt_status discover(mt_node *root, uint64_t walk, mt_node **visited) {
     mt_node *n = stack.items[--stack.len];
     for (int i = 0; i < n->ninputs; i++) {
       mt_node *c = n->next[i].node;
+      if (MT_UNLIKELY(n_leaf_hooks) && n->next[i].leaf) leaf_hooks_count(n->next[i].leaf, walk);
       if (!c) continue;
       if (c->walk != walk) {
         c->walk = walk;
@@ -354,6 +463,9 @@ static mt_status run_node(mt_node *n, heap *ready, bool retain_graph) {
   clear_grads(n);
   if (!retain_graph) release_saved(n);
   if (st) return st;
+  if (MT_UNLIKELY(n_leaf_hooks))
+    for (int i = 0; i < n->ninputs; i++)
+      if (n->next[i].leaf) leaf_hooks_arrive(n->next[i].leaf, walk_seq);
   for (int i = 0; i < n->ninputs && !st; i++) {
     mt_node *c = n->next[i].node;
     if (c && --c->deps == 0) st = heap_push(ready, c);
@@ -361,7 +473,7 @@ static mt_status run_node(mt_node *n, heap *ready, bool retain_graph) {
   return st;
 }
 
-MT_API mt_status mt_backward(mt_tensor *root, const mt_tensor *grad, bool retain_graph) {
+static mt_status backward_walk(mt_tensor *root, const mt_tensor *grad, bool retain_graph) {
   if (!root->requires_grad)
     return mt_fail(MT_ESTATE, "the tensor does not require grad and has no grad_fn: nothing to differentiate");
   mt_tensor *g0;
@@ -385,6 +497,11 @@ MT_API mt_status mt_backward(mt_tensor *root, const mt_tensor *grad, bool retain
   grad_disabled = true; /* backward formulas run on plain tensors */
   if (!root->grad_fn) {
     st = accumulate_leaf(root, g0);
+    if (!st && MT_UNLIKELY(n_leaf_hooks)) {
+      uint64_t walk = ++walk_seq;
+      leaf_hooks_count(root, walk);
+      leaf_hooks_arrive(root, walk);
+    }
   } else {
     mt_node *visited = NULL;
     heap ready = {0};
@@ -401,5 +518,16 @@ MT_API mt_status mt_backward(mt_tensor *root, const mt_tensor *grad, bool retain
   }
   grad_disabled = was_disabled;
   mt_tensor_release(g0);
+  return st;
+}
+
+MT_API mt_status mt_backward(mt_tensor *root, const mt_tensor *grad, bool retain_graph) {
+  mt_status st = backward_walk(root, grad, retain_graph);
+  if (MT_LIKELY(!n_end_hooks)) return st;
+  /* The end hooks run with grad mode off, as the backward formulas did. */
+  bool was_disabled = grad_disabled;
+  grad_disabled = true;
+  for (size_t k = 0; k < n_end_hooks; k++) st = end_hooks[k].fn(end_hooks[k].ud, st);
+  grad_disabled = was_disabled;
   return st;
 }

@@ -437,9 +437,38 @@ static mt_status binary_forward(mt_tensor **out, mt_binop op, const mt_tensor *a
   return MT_OK;
 }
 
+/* The small op's case, decided before any planning: two tensors (not wrapped numbers) of one
+ * kernel dtype and one shape, both contiguous, neither requiring grad, no trace running. The
+ * same kernel, result dtype and result as binary_forward's own fast path, for a fraction of
+ * the bookkeeping (no result_type, no plan, no autograd or tracer calls). Returns false when
+ * the general path must run. */
+static bool fast_binary(mt_status *st, mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
+  mt_dtype dt = a->dtype;
+  if ((unsigned)op >= MT_NUM_BINOPS || dt != b->dtype || a->wrapped_number || b->wrapped_number ||
+      a->requires_grad || b->requires_grad || a->ndim == 0)
+    return false;
+  int k;
+  if (dt == MT_FLOAT32) k = 0;
+  else if (dt == MT_FLOAT64) k = 1;
+  else if (dt == MT_INT64 && op != MT_DIV && op != MT_FMOD && op != MT_REMAINDER) k = 2;
+  else return false;
+  if (!same_shape(a, b) || !mt_is_contiguous(a) || !mt_is_contiguous(b) || mt_tracing()) return false;
+  mt_dtype kout = is_comparison(op) ? MT_BOOL : dt;
+  mt_tensor *res;
+  if ((*st = mt_empty(&res, kout, a->ndim, a->sizes))) return true;
+  int64_t es = (int64_t)mt_dtype_size(dt);
+  char *data[3] = {mt_data(res), mt_data(a), mt_data(b)};
+  int64_t strides[3] = {(int64_t)mt_dtype_size(kout), es, es};
+  kernels[op][k](data, strides, mt_numel(a), NULL);
+  *out = res;
+  return true;
+}
+
 MT_API mt_status mt_binary(mt_tensor **out, mt_binop op, const mt_tensor *a, const mt_tensor *b) {
   if (!out || !a || !b) return mt_fail(MT_EARG, "missing tensor argument");
   mt_tensor *res;
+  mt_status fst;
+  if (fast_binary(&fst, out, op, a, b)) return fst;
   const mt_tensor *ins[2] = {a, b};
   bool recording = mt_grad_needed(2, ins);
   if (recording) mt_set_grad_enabled(false); /* conversions inside must not record */

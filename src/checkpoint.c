@@ -1,5 +1,5 @@
 /*
- * checkpoint.c — PyTorch's checkpoint files: a zip archive (zipfile.c) holding the pickle of
+ * checkpoint.c — PyTorch's checkpoint files: a zip archive (zip_write.c, zip_read.c) holding the pickle of
  * the value tree (pickle_*.c) as data.pkl and each storage as data/<key>, in files (atomic
  * saves, optional mmap loads) or in memory.
  *
@@ -15,9 +15,29 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define IN_MEMORY "serialized data"
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* Asks for transparent huge pages under a fresh storage about to be filled from the file.
+ * glibc gives big blocks back to the kernel when they are freed, so each load of a big
+ * checkpoint faults all of its memory in again: 100,000 faults for 400 MB, ~200 ms of CPU
+ * here, four times the reading itself; with 2 MB pages ~75 ms (load_400MB in `make bench`).
+ * On this VM a huge page the host has not backed yet costs more to fault than 512 small
+ * ones, so a process's first big load can be slower than without the hint; loads after it
+ * reuse recently freed pages. Only whole 2 MB pages inside the buffer; a hint, so a kernel
+ * without THP changes nothing. */
+static void want_huge_pages(void *data, size_t nbytes) {
+#ifdef MADV_HUGEPAGE
+  uintptr_t lo = ((uintptr_t)data + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  uintptr_t hi = ((uintptr_t)data + nbytes) & ~(HUGE_PAGE - 1);
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+  (void)data, (void)nbytes;
+#endif
+}
 
 /* Prefixes the pending error (from the pickle layer, which knows no file names) with where. */
 static mt_status fail_in(mt_status st, const char *label) {
@@ -114,9 +134,9 @@ static mt_status load_storage(void *ctx, const char *key, mt_dtype dt, int64_t n
                  (unsigned long long)rec->size, (long long)nbytes, (long long)numel, mt_dtype_name(dt));
   } else if (l->map && nbytes > 0 && rec->stored && rec->data_offset % esize == 0) {
     st = mt_mapfile_storage(&s, l->map, (size_t)rec->data_offset, (size_t)nbytes);
-  } else if ((st = mt_storage_alloc(&s, (size_t)nbytes, false)) == MT_OK &&
-             (st = mt_zip_read(l->zip, rec, mt_storage_data(s))) != MT_OK) {
-    mt_storage_release(s);
+  } else if ((st = mt_storage_alloc(&s, (size_t)nbytes, false)) == MT_OK) {
+    want_huge_pages(mt_storage_data(s), (size_t)nbytes);
+    if ((st = mt_zip_read(l->zip, rec, mt_storage_data(s))) != MT_OK) mt_storage_release(s);
   }
   free(name);
   if (st != MT_OK) return loader_fail(l, st);
@@ -160,7 +180,7 @@ static mt_status load_from(loader *l, mt_value **out) {
                    (int)strlen(mt_zip_top(l->zip)) - 1, mt_zip_top(l->zip));
   mt_status st = check_metadata(l);
   if (st != MT_OK) return st;
-  /* rec->size is bounded by the archive's size (zipfile.c refuses impossible ratios) */
+  /* rec->size is bounded by the archive's size (zip_read.c refuses impossible ratios) */
   uint8_t *pkl = rec->size < SIZE_MAX ? malloc((size_t)rec->size + 1) : NULL;
   if (!pkl) return mt_fail(MT_ENOMEM, "%s: out of memory reading data.pkl", l->label);
   st = mt_zip_read(l->zip, rec, pkl);

@@ -245,12 +245,18 @@ static mt_status compute(mt_tensor **out, const mt_tensor *a, const mt_tensor *b
   mt_dtype dt = a->dtype;
   mt_tensor *r = NULL, *ca = NULL, *cb = NULL;
   mt_status st;
-  if ((st = mt_zeros(&r, dt, ndim, sizes)) != MT_OK) return st;
-  if (mt_numel(r) == 0 || p.K == 0) goto done; /* k = 0: a sum of nothing, zeros */
+  /* gemm (beta = 0) writes every element of its result; the other kernels add onto zeros */
+  if ((st = mt_empty(&r, dt, ndim, sizes)) != MT_OK) return st;
+  int64_t es = (int64_t)mt_dtype_size(dt);
+  const size_t nbytes = (size_t)mt_numel(r) * (size_t)es;
+  if (mt_numel(r) == 0 || p.K == 0) { /* k = 0: a sum of nothing, zeros */
+    memset(mt_data(r), 0, nbytes);
+    goto done;
+  }
   fold_batches(&p);
 
-  int64_t es = (int64_t)mt_dtype_size(dt);
   if (dt != MT_FLOAT32 && dt != MT_FLOAT64) {
+    memset(mt_data(r), 0, nbytes);
     for_each_batch(&p, mt_data(a), mt_data(b), mt_data(r), es, int_kernel(dt), NULL);
     goto done;
   }
@@ -272,6 +278,7 @@ static mt_status compute(mt_tensor **out, const mt_tensor *a, const mt_tensor *b
       goto done;
     }
   }
+  if (pl.kind != K_GEMM) memset(mt_data(r), 0, nbytes);
   for_each_batch(&p, mt_data(p.a.t), mt_data(p.b.t), mt_data(r), es, dt == MT_FLOAT32 ? blas_s : blas_d, &pl);
 done:
   mt_tensor_release(ca);

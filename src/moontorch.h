@@ -376,6 +376,21 @@ MT_API mt_node *mt_node_next(const mt_node *n, int i); /* NULL for inputs withou
 /* Storage version counter: every in-place write bumps it, so that backward can refuse data a
  * node saved and someone then overwrote. */
 MT_API uint32_t mt_tensor_version(const mt_tensor *t);
+/* Hooks (what a data-parallel reducer needs). A post-accumulate hook on a leaf that requires
+ * grad runs once per mt_backward that reaches the leaf, after the LAST contribution of that
+ * backward to its .grad (a weight used at several places gets one call, after all of them;
+ * leaf->grad may still be NULL when every contribution was zero). The hook holds a reference
+ * to the leaf until it is removed. A backward-end hook runs at the end of every mt_backward
+ * with the status so far; what it returns becomes mt_backward's status (return `st` to pass it
+ * on). Both run with grad mode off, on the thread that called mt_backward. Hooks are
+ * process-wide and must not be added or removed while a backward runs on another thread.
+ * Adding the same (leaf, fn, ud) or (fn, ud) twice registers it twice; remove drops one. */
+typedef void (*mt_leaf_hook_fn)(void *ud, mt_tensor *leaf);
+typedef mt_status (*mt_backward_end_fn)(void *ud, mt_status st);
+MT_API mt_status mt_add_post_accumulate_hook(mt_tensor *leaf, mt_leaf_hook_fn fn, void *ud);
+MT_API bool mt_remove_post_accumulate_hook(mt_tensor *leaf, mt_leaf_hook_fn fn, void *ud); /* false: none */
+MT_API mt_status mt_add_backward_end_hook(mt_backward_end_fn fn, void *ud);
+MT_API bool mt_remove_backward_end_hook(mt_backward_end_fn fn, void *ud); /* false: none */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Neural-network ops (nn_*.c): forward and backward in C, recorded for autograd like every   */
@@ -485,7 +500,7 @@ MT_API mt_value *mt_value_dict_get(const mt_value *dict, const char *key);
 MT_API void mt_value_free(mt_value *v); /* NULL is fine */
 
 /* ------------------------------------------------------------------------------------------ */
-/* Checkpoint files: PyTorch's zip format (checkpoint.c, pickle_*.c, zipfile.c) and           */
+/* Checkpoint files: PyTorch's zip format (checkpoint.c, pickle_*.c, zip_*.c) and             */
 /* safetensors (safetensors.c). Saves are atomic: a temporary file beside the target is       */
 /* written, flushed and renamed over it. Loads execute nothing from the file.                 */
 
@@ -549,6 +564,14 @@ MT_API mt_status mt_adagrad_step(mt_tensor *param, const mt_tensor *grad, mt_ten
 
 
 /* ------------------------------------------------------------------------------------------ */
+/* Threads (parallel.c): one thread count for the library's kernels and OpenBLAS. The default */
+/* is the number of CPUs the process may run on; MOONTORCH_NUM_THREADS overrides it at load.  */
+
+/* 1 .. 64; also sets OpenBLAS's thread count. MT_EARG otherwise. */
+MT_API mt_status mt_set_num_threads(int n);
+MT_API int mt_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Traced models (jit.c, jit_ops.c): the deployment format. While a trace is active on a      */
 /* thread, every core op that thread runs is recorded as a node (op name, input and output    */
 /* value ids, attributes); tensors that no recorded op made and that are not inputs become    */
@@ -592,6 +615,52 @@ MT_API void mt_graph_free(mt_graph *g); /* NULL is fine */
  * gzip integrity. Errors are MT_EIO (cannot open or read; "<path>: no such file") or
  * MT_EFORMAT ("<path>: <problem>"). */
 MT_API mt_status mt_read_idx(mt_tensor **out, const char *path);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Distributed (built with MPI): dist.c, dist_reducer.c. These live outside libmoontorch (which */
+/* never depends on MPI): only the Lua module and programs linked with the dist objects have  */
+/* them. Without MPI at build time they exist but fail with "this build has no MPI support".  */
+/* Ranks are 0-based, as MPI numbers them. Every function fails with MT_ESTATE before         */
+/* mt_dist_init ("not initialized; call init_process_group first").                            */
+
+typedef enum mt_reduce_op { MT_REDUCE_SUM, MT_REDUCE_AVG, MT_REDUCE_MAX, MT_REDUCE_MIN } mt_reduce_op;
+
+MT_API bool mt_dist_available(void); /* built with MPI */
+/* Joins the MPI job (MPI_Init_thread, MPI_THREAD_SERIALIZED wanted). Refuses, without calling
+ * MPI, when the process was not started by mpirun/mpiexec. Idempotent; MPI_Finalize is
+ * registered with atexit. Errors from MPI are returned (MPI_ERRORS_RETURN), never aborts. */
+MT_API mt_status mt_dist_init(void);
+MT_API bool mt_dist_is_initialized(void); /* initialized and not finalized */
+MT_API mt_status mt_dist_rank(int *rank);
+MT_API mt_status mt_dist_world_size(int *size);
+/* In place on every rank. float32/64, float16/bfloat16 (reduced in float32), int8/16/32/64,
+ * uint8; bool is refused. Any layout (non-contiguous goes through a contiguous temporary). AVG
+ * is for floating dtypes only (as PyTorch's, which refuses integer averages). */
+MT_API mt_status mt_dist_all_reduce(mt_tensor *t, mt_reduce_op op);
+/* In place: t on every rank becomes src's t (same shape and dtype everywhere). */
+MT_API mt_status mt_dist_broadcast(mt_tensor *t, int src);
+MT_API mt_status mt_dist_barrier(void);
+/* MPI_Finalize (unless the host had initialised MPI before mt_dist_init: then it finalizes);
+ * afterwards the process cannot join again (MPI allows one init). No-op when not initialized
+ * or already finalized. */
+MT_API mt_status mt_dist_finalize(void);
+
+/* PyTorch's DDP reducer. Parameters (leaves that require grad, in registration order) are
+ * grouped, in reverse order and per dtype, into buckets of about bucket_cap_bytes (0: 25 MiB,
+ * PyTorch's default). During mt_backward, a bucket whose parameters all have their final
+ * gradient is copied into a flat buffer and all-reduced (sum) by a communication thread while
+ * backward goes on; buckets are launched in the same order on every rank. At the end of the
+ * backward the reducer waits for all buckets (launching those whose parameters got no
+ * gradient, with zeros), divides by the world size and writes each gradient back (creating
+ * .grad where missing). A backward that reaches none of the parameters is left alone. */
+typedef struct mt_ddp mt_ddp;
+MT_API mt_status mt_ddp_new(mt_tensor *const *params, size_t n, size_t bucket_cap_bytes, mt_ddp **out);
+/* Disabled (no_sync): backward leaves gradients local, they accumulate as without DDP. */
+MT_API void mt_ddp_set_enabled(mt_ddp *d, bool enabled);
+/* Seconds the communication thread spent in MPI, bytes reduced, buckets reduced, since new. */
+MT_API void mt_ddp_stats(const mt_ddp *d, double *comm_seconds, uint64_t *bytes, uint64_t *buckets);
+MT_API size_t mt_ddp_num_buckets(const mt_ddp *d);
+MT_API void mt_ddp_free(mt_ddp *d); /* joins the thread, removes the hooks; NULL is fine */
 
 #ifdef __cplusplus
 }

@@ -82,6 +82,11 @@ static inline int64_t mt_f64_to_i64_sat(double v) {
 uint32_t *mt_storage_version_ptr(mt_storage *s);
 /* mt_storage_new without the zero fill, for outputs that are written in full anyway. */
 mt_status mt_storage_alloc(mt_storage **out, size_t nbytes, bool zero);
+/* The same with `extra` bytes for the caller (16-byte aligned) in the storage's own block,
+ * *extra_ptr; they live until the storage is freed (tensor.c puts a tensor header there). */
+mt_status mt_storage_alloc_block(mt_storage **out, size_t nbytes, bool zero, size_t extra, void **extra_ptr);
+/* Whether p is the extra space of s's block (mt_storage_alloc_block with extra > 0). */
+bool mt_storage_holds(const mt_storage *s, const void *p);
 
 /* ---- tensors (tensor.c) ------------------------------------------------------------------ */
 
@@ -229,7 +234,10 @@ size_t mt_mapfile_size(const mt_mapfile *m);
 mt_status mt_mapfile_storage(mt_storage **out, mt_mapfile *m, size_t offset, size_t nbytes);
 void mt_mapfile_release(mt_mapfile *m);
 
-/* ---- zip records (zipfile.c) ------------------------------------------------------------- */
+/* ---- zip records (zip_write.c, zip_read.c) ----------------------------------------------- */
+
+/* zlib's crc32(crc, buf, len), bit for bit, via libdeflate (several times faster; crc32.c). */
+uint32_t mt_crc32(uint32_t crc, const void *buf, size_t len);
 
 /* Writes PyTorch's container: every record stored, under the top folder "archive/", its data
  * starting on a 64-byte boundary (a local-header extra field 'FB' pads it). To a file
@@ -296,6 +304,33 @@ typedef mt_status (*mt_storage_loader)(void *ctx, const char *key, mt_dtype dt, 
 mt_status mt_pickle_read(const uint8_t *data, size_t len, mt_storage_loader load, void *ctx, mt_value **out);
 
 
+/* ---- parallel loops (parallel.c) --------------------------------------------------------- */
+/* mt_parallel_for(n, grain, fn, ctx) splits [0, n) into k = mt_parallel_chunks(n, grain)
+ * chunks (ceil(n / grain), at most MT_PARALLEL_MAX_CHUNKS) and calls
+ *     fn(ctx, begin, end, chunk, worker)
+ * once per chunk: chunk c covers [c*n/k, (c+1)*n/k). The chunks depend on (n, grain) alone,
+ * not on the thread count or which thread runs them, so a reduction that writes one partial
+ * per chunk (partials[chunk]) and combines them in chunk order afterwards is bit-identical
+ * for any thread count, run after run. `worker` (0 .. mt_get_num_threads() - 1) names the
+ * thread running the chunk, for per-thread scratch owned by this loop (ids repeat across
+ * concurrent loops, so never index global scratch by them); chunks on one worker run one at
+ * a time.
+ * Returns when every chunk is done. Runs inline (on the caller's thread, chunks in order)
+ * when k == 1, with 1 thread, when called from inside a chunk (nested), or when another
+ * thread's loop holds the pool; so small problems pay one function call per chunk. Choose
+ * grain so a chunk is worth ~10 us or more (e.g. 32K floats for a cheap elementwise op):
+ * waking a worker costs a few microseconds.
+ * fn must not fail (check inputs before the loop; record failures per chunk if it can);
+ * chunks must write disjoint memory. fn may call OpenBLAS only while OpenBLAS is set to one
+ * thread for the loop (openblas_set_num_threads(1) before, mt_get_num_threads() after, as
+ * nn_conv.c does): otherwise its threads would oversubscribe the cores. Workers sleep between
+ * loops (no spinning), so OpenBLAS calls made outside loops have the cores to themselves. */
+#define MT_PARALLEL_MAX_CHUNKS 256
+#define MT_PARALLEL_MAX_THREADS 64
+typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end, int chunk, int worker);
+int mt_parallel_chunks(int64_t n, int64_t grain);
+void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx);
+
 /* ---- tracing hooks (jit.c) ---------------------------------------------------------------- */
 /* Every public op that computes tensors ends with
  *     if (mt_tracing()) mt_trace_record("conv2d", 3, ins, 1, &out, "stride=I2 padding=I2 dilation=I2 groups=i",
@@ -317,5 +352,11 @@ void mt_trace_refuse(const char *what);
 /* Each storage gets a serial number at allocation: the tracer tells weights made before the
  * trace from tensors made during it. */
 uint64_t mt_storage_serial(const mt_storage *s);
+
+/* ---- distributed (dist.c; only in builds that include it) -------------------------------- */
+
+/* MPI was initialised with at least MPI_THREAD_SERIALIZED: the reducer may call MPI from its
+ * own thread (dist.c serialises all calls); otherwise it reduces on the caller's thread. */
+bool mt_dist_threads_ok(void);
 
 #endif /* MT_INTERNAL_H */

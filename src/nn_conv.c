@@ -2,24 +2,44 @@
  * nn_conv.c — conv2d and conv1d (a conv1d is a conv2d over a height of 1: [N, C, L] has the
  * memory of [N, C, 1, L], and its weight that of [C_out, C_in / g, 1, k]).
  *
- * im2col + gemm, over chunks of the batch: im2col unrolls the input patches of nb batch
- * elements side by side into one column matrix [C_in/g * kH * kW, nb * H_out * W_out], and
- * one gemm per group multiplies the group's weight rows into it; the product is then moved
- * into the [N, C_out, H_out, W_out] output with the bias added. Chunking keeps the scratch
- * bounded while giving BLAS products large enough to use its threads well (one small gemm
- * per batch element spends much of its time waking and parking threads).
- * Backward, per chunk and group, with G gathered the same way into [C_out/g, nb * L]:
- * grad_weight += G col^T (the columns are unrolled again rather than kept: they are
- * kH * kW times the input's size), grad_input = col2im(W_g^T G), and grad_bias sums G over
- * batch and positions. Kernels are generated per dtype (float32, float64).
+ * im2col + gemm per batch element, over tiles of output rows: im2col unrolls the input
+ * patches of a tile into a column matrix [C_in/g * kH * kW, tile positions] and one gemm per
+ * group multiplies the group's weight rows into it, writing straight into the output
+ * [C_out, H_out * W_out] of that element (ld = H_out * W_out) on top of the bias, so there is
+ * no product buffer and no second pass. Tiles keep the column matrix within a budget (L2-sized
+ * for the usual layers, where a tile is the whole element). A 1x1 kernel with stride 1 and no
+ * padding needs no im2col at all: the input is its own column matrix.
+ * Backward, per element and tile, G_n = grad_output[n] is already [C_out, positions]:
+ * grad_weight += G_n col^T (the columns are unrolled again rather than kept: they are
+ * kH * kW times the input's size), grad_input = col2im(W_g^T G_n), grad_bias = the row sums
+ * of G_n, all without copies or transposes.
+ *
+ * Threads: the (element, tile) items of the forward and the batch chunks of the backward run on
+ * the library's pool (mt_parallel_for), each chunk calling a single-threaded gemm: our chunks
+ * parallelise im2col and col2im as well, and small per-element gemms do not pay OpenBLAS's
+ * thread wake-ups. grad_weight and grad_bias get one partial per batch chunk, summed in chunk
+ * order; the chunks depend on the shapes only, so results are the same for any thread count.
+ * Scratch (columns, partials) lives in a per-thread buffer kept between calls: a fresh one of
+ * this size each step costs page faults. Kernels are generated per dtype (float32, float64).
  */
+/* im2col / col2im / bias loops have run-time trip counts: let GCC vectorise them at -O2 too */
+#pragma GCC optimize("vect-cost-model=dynamic")
 #include "mt_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
-#define COL_BUDGET ((int64_t)1 << 19) /* elements of a chunk's scratch: 2 MB in float32 */
+#define TILE_BUDGET ((int64_t)1 << 18)  /* elements of a tile's column matrix: 1 MB in float32 */
+#define MAX_BATCH_CHUNKS 8              /* backward partials of grad_weight / grad_bias */
+#define MIN_ITEMS 4                     /* forward items (element, tile) of a small batch, when worth it */
+#define CHUNK_FLOPS 400000.0            /* a pool chunk's least work (~10 us): smaller ones run inline */
+#define KEEP_SCRATCH ((size_t)16 << 20) /* a thread keeps its scratch between calls up to this size */
+
+/* OpenBLAS's thread control (parallel.c sets the library's count with it). */
+extern void openblas_set_num_threads(int num_threads);
 
 typedef struct conv_geom {
   mt_dtype dtype;
@@ -29,8 +49,68 @@ typedef struct conv_geom {
   int64_t Ho, Wo;
   int64_t Cg, Coutg;   /* channels per group, in and out */
   int64_t K, L;        /* rows of the column matrix (Cg * kH * kW); positions per element (Ho * Wo) */
-  int64_t nb;          /* batch elements per chunk */
+  int64_t th;          /* output rows per tile (the budget's; the forward may cut finer) */
+  bool direct;         /* 1x1 kernel, stride 1, no padding: the input is the column matrix */
+  bool flat;           /* stride 1 and W_out == W ("same" padding): see im2col_flat */
 } conv_geom;
+
+/* ---- scratch ------------------------------------------------------------------------------- */
+
+typedef struct scratch_buf {
+  size_t cap;
+  void *p;
+} scratch_buf;
+
+static pthread_key_t scratch_key;
+static bool scratch_key_ok;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *v) {
+  scratch_buf *b = v;
+  free(b->p);
+  free(b);
+}
+static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0; }
+
+/* At least `bytes` of scratch for the calling thread (64-byte aligned), or NULL when memory
+ * runs out. The buffer stays the thread's until its next scratch_get; *owned says the caller
+ * must free it (too large to keep, or no thread key). */
+static void *scratch_get(size_t bytes, bool *owned) {
+  bytes = (bytes + 63) & ~(size_t)63;
+  if (!bytes) bytes = 64;
+  pthread_once(&scratch_once, scratch_init);
+  *owned = !scratch_key_ok || bytes > KEEP_SCRATCH;
+  if (*owned) return aligned_alloc(64, bytes);
+  scratch_buf *b = pthread_getspecific(scratch_key);
+  if (!b) {
+    if (!(b = calloc(1, sizeof *b))) return NULL;
+    if (pthread_setspecific(scratch_key, b)) {
+      free(b);
+      return *owned = true, aligned_alloc(64, bytes);
+    }
+  }
+  if (b->cap < bytes) {
+    free(b->p);
+    b->cap = 0;
+    if (!(b->p = aligned_alloc(64, bytes))) return NULL;
+    b->cap = bytes;
+  }
+  return b->p;
+}
+
+/* Runs a pool loop whose chunks call BLAS. OpenBLAS stays single-threaded for the whole loop,
+ * even when it runs inline: our threads plus its threads would oversubscribe the cores, and
+ * its threaded gemm need not give the bits of its single-threaded one, while our chunks are
+ * fixed by the shapes, so the convolution gives the same bits for any thread count. OpenBLAS
+ * gets the library's count back afterwards. */
+static void parallel_blas(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
+  const int threads = mt_get_num_threads();
+  if (threads > 1) openblas_set_num_threads(1);
+  mt_parallel_for(n, grain, fn, ctx);
+  if (threads > 1) openblas_set_num_threads(threads);
+}
+
+/* ---- kernels, per dtype ------------------------------------------------------------------- */
 
 /* The output columns [lo, hi) whose input column ow * sw + x0 lies in [0, W). */
 static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi) {
@@ -41,14 +121,80 @@ static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi)
   *lo = l, *hi = h > l ? h : l;
 }
 
-/* ---- kernels, per dtype ------------------------------------------------------------------- */
+/* For im2col_flat / col2im_flat: the output rows [a, b) of the tile [oh0, oh1) whose input row
+ * is inside the image for kernel row kh, and the valid output columns [lo, hi) for kernel
+ * column kw; b == a when nothing is valid. */
+static void flat_span(const conv_geom *g, int64_t kh, int64_t kw, int64_t oh0, int64_t oh1, int64_t *a, int64_t *b,
+                      int64_t *lo, int64_t *hi) {
+  const int64_t ih0 = kh * g->dh - g->ph; /* the input row of output row 0 */
+  int64_t x = -ih0 < oh0 ? oh0 : -ih0 > oh1 ? oh1 : -ih0, y = g->H - ih0;
+  *a = x;
+  *b = y < x ? x : y > oh1 ? oh1 : y;
+  valid_cols(g, kw * g->dw - g->pw, lo, hi);
+  if (*lo >= *hi) *b = *a;
+}
 
-/* im2col: col[(c*kH + kh)*kW + kw][oh*Wo + ow] = img[c][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw],
- * zero outside the image; rows of col are ld apart. col2im adds the same positions back
- * (img += ...). The valid range of ow is worked out once per kernel column, so the inner
- * loops are plain copies and adds. */
+/* im2col / col2im when stride is 1 and W_out == W: a row of col for (c, kh, kw), over output
+ * rows [a, b) where the input row is inside the image, is the image shifted by a constant
+ * offset, so it moves as one contiguous run instead of one short run per output row. The run
+ * also covers each row's out-of-image columns ([0, lo) and [hi, W), at most the padding's
+ * width), which hold a neighbouring row's pixels there: im2col zeroes them afterwards, col2im
+ * zeroes them in col (scratch, not read again) before adding. The run starts and ends on valid
+ * pixels, so it never leaves the image. */
+#define DEF_FLAT(T, P)                                                                           \
+  static void im2col_flat_##P(const conv_geom *g, const T *img, T *col, int64_t oh0, int64_t oh1) { \
+    const int64_t W = g->W, ld = (oh1 - oh0) * W;                                                \
+    for (int64_t kh = 0; kh < g->kH; kh++)                                                       \
+      for (int64_t kw = 0; kw < g->kW; kw++) {                                                   \
+        int64_t a, b, lo, hi;                                                                    \
+        flat_span(g, kh, kw, oh0, oh1, &a, &b, &lo, &hi);                                        \
+        const int64_t x0 = kw * g->dw - g->pw, first = (a + kh * g->dh - g->ph) * W + lo + x0;   \
+        const size_t run = a == b ? 0 : (size_t)((b - 1 - a) * W + hi - lo);                     \
+        for (int64_t c = 0; c < g->Cg; c++) {                                                    \
+          T *dst = col + ((c * g->kH + kh) * g->kW + kw) * ld;                                   \
+          if (a > oh0) memset(dst, 0, (size_t)((a - oh0) * W) * sizeof(T));                      \
+          if (b < oh1) memset(dst + (b - oh0) * W, 0, (size_t)((oh1 - b) * W) * sizeof(T));      \
+          if (!run) continue;                                                                    \
+          T *d = dst + (a - oh0) * W;                                                            \
+          memcpy(d + lo, img + c * g->H * W + first, run * sizeof(T));                           \
+          for (int64_t oh = a; oh < b; oh++, d += W) {                                           \
+            for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;                                       \
+            for (int64_t ow = hi; ow < W; ow++) d[ow] = 0;                                       \
+          }                                                                                      \
+        }                                                                                        \
+      }                                                                                          \
+  }                                                                                              \
+  static void col2im_flat_##P(const conv_geom *g, T *col, T *img, int64_t oh0, int64_t oh1) {    \
+    const int64_t W = g->W, ld = (oh1 - oh0) * W;                                                \
+    for (int64_t kh = 0; kh < g->kH; kh++)                                                       \
+      for (int64_t kw = 0; kw < g->kW; kw++) {                                                   \
+        int64_t a, b, lo, hi;                                                                    \
+        flat_span(g, kh, kw, oh0, oh1, &a, &b, &lo, &hi);                                        \
+        if (a == b) continue;                                                                    \
+        const int64_t x0 = kw * g->dw - g->pw, first = (a + kh * g->dh - g->ph) * W + lo + x0;   \
+        const int64_t n = (b - 1 - a) * W + hi - lo;                                             \
+        for (int64_t c = 0; c < g->Cg; c++) {                                                    \
+          T *s = col + ((c * g->kH + kh) * g->kW + kw) * ld + (a - oh0) * W;                     \
+          for (int64_t oh = a; oh < b; oh++) {                                                   \
+            T *r = s + (oh - a) * W;                                                             \
+            for (int64_t ow = 0; ow < lo; ow++) r[ow] = 0;                                       \
+            for (int64_t ow = hi; ow < W; ow++) r[ow] = 0;                                       \
+          }                                                                                      \
+          T *restrict d = img + c * g->H * W + first;                                            \
+          const T *restrict sr = s + lo;                                                         \
+          for (int64_t i = 0; i < n; i++) d[i] += sr[i];                                         \
+        }                                                                                        \
+      }                                                                                          \
+  }
+
+/* im2col over output rows [oh0, oh1): col[(c*kH + kh)*kW + kw][(oh - oh0)*Wo + ow] =
+ * img[c][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw], zero outside the image; rows of col are
+ * (oh1 - oh0) * Wo long. col2im adds the same positions back (img += ...). The valid range
+ * of ow is worked out once per kernel column, so the inner loops are plain copies and adds. */
 #define DEF_COLS(T, P)                                                                           \
-  static void im2col_##P(const conv_geom *g, const T *img, T *col, int64_t ld) {                 \
+  static void im2col_##P(const conv_geom *g, const T *img, T *col, int64_t oh0, int64_t oh1) {   \
+    if (g->flat) return im2col_flat_##P(g, img, col, oh0, oh1);                                  \
+    const int64_t ld = (oh1 - oh0) * g->Wo;                                                      \
     for (int64_t c = 0; c < g->Cg; c++)                                                          \
       for (int64_t kh = 0; kh < g->kH; kh++)                                                     \
         for (int64_t kw = 0; kw < g->kW; kw++) {                                                 \
@@ -56,7 +202,7 @@ static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi)
           int64_t lo, hi;                                                                        \
           valid_cols(g, x0, &lo, &hi);                                                           \
           T *dst = col + ((c * g->kH + kh) * g->kW + kw) * ld;                                   \
-          for (int64_t oh = 0; oh < g->Ho; oh++, dst += g->Wo) {                                 \
+          for (int64_t oh = oh0; oh < oh1; oh++, dst += g->Wo) {                                 \
             const int64_t ih = oh * g->sh - g->ph + kh * g->dh;                                  \
             if (ih < 0 || ih >= g->H) {                                                          \
               for (int64_t ow = 0; ow < g->Wo; ow++) dst[ow] = 0;                                \
@@ -75,7 +221,9 @@ static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi)
           }                                                                                      \
         }                                                                                        \
   }                                                                                              \
-  static void col2im_##P(const conv_geom *g, const T *col, int64_t ld, T *img) {                 \
+  static void col2im_##P(const conv_geom *g, T *col, T *img, int64_t oh0, int64_t oh1) {         \
+    if (g->flat) return col2im_flat_##P(g, col, img, oh0, oh1);                                  \
+    const int64_t ld = (oh1 - oh0) * g->Wo;                                                      \
     for (int64_t c = 0; c < g->Cg; c++)                                                          \
       for (int64_t kh = 0; kh < g->kH; kh++)                                                     \
         for (int64_t kw = 0; kw < g->kW; kw++) {                                                 \
@@ -83,7 +231,7 @@ static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi)
           int64_t lo, hi;                                                                        \
           valid_cols(g, x0, &lo, &hi);                                                           \
           const T *src = col + ((c * g->kH + kh) * g->kW + kw) * ld;                             \
-          for (int64_t oh = 0; oh < g->Ho; oh++, src += g->Wo) {                                 \
+          for (int64_t oh = oh0; oh < oh1; oh++, src += g->Wo) {                                 \
             const int64_t ih = oh * g->sh - g->ph + kh * g->dh;                                  \
             if (ih < 0 || ih >= g->H) continue;                                                  \
             T *row = img + (c * g->H + ih) * g->W;                                               \
@@ -96,76 +244,213 @@ static void valid_cols(const conv_geom *g, int64_t x0, int64_t *lo, int64_t *hi)
             }                                                                                    \
           }                                                                                      \
         }                                                                                        \
+  }                                                                                              \
+  /* The sum of r[0..n) in double, in 8 interleaved lanes (vectorisable; a fixed order). */     \
+  static double row_sum_##P(const T *restrict r, int64_t n) {                                    \
+    double a[8] = {0};                                                                           \
+    int64_t i = 0;                                                                               \
+    for (; i + 8 <= n; i += 8)                                                                   \
+      for (int j = 0; j < 8; j++) a[j] += (double)r[i + j];                                      \
+    double s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                \
+    for (; i < n; i++) s += (double)r[i];                                                        \
+    return s;                                                                                    \
   }
 
-/* forward: y ([N, Cout, L], uninitialised) = W x + bias. Scratch: col (K * nb * L elements)
- * and prod (Coutg * nb * L). */
+/* The work of a forward or backward loop: geometry, tensors, and each worker's column matrix. */
+typedef struct conv_job {
+  const conv_geom *g;
+  const void *x, *w, *bias, *gy;
+  void *y, *gx, *gw, *gw_part; /* gw_part: (chunks - 1) partials of grad_weight after chunk 0's gw */
+  double *gb_part;             /* one [Cout] partial of grad_bias per chunk, or NULL */
+  char *cols;                  /* per-worker column matrices, col_bytes apart */
+  size_t col_bytes;
+  int ncols;                   /* workers with a column matrix in `cols` */
+  int64_t th, ntiles;          /* output rows per tile, tiles per element */
+  atomic_int failed;           /* a chunk could not get scratch */
+} conv_job;
+
+/* The worker's column matrix (the last resort, a worker beyond those counted when the scratch
+ * was sized: its own allocation, *owned set). */
+static void *job_col(conv_job *j, int worker, bool *owned) {
+  *owned = false;
+  if (j->g->direct) return NULL;
+  if (worker >= 0 && worker < j->ncols) return j->cols + (size_t)worker * j->col_bytes;
+  void *p = aligned_alloc(64, j->col_bytes);
+  if (!p) atomic_store(&j->failed, 1);
+  return *owned = p != NULL, p;
+}
+
+/* forward over items [b, e) of (element, tile): y ([N, Cout, L], uninitialised) = W x + bias. */
 #define DEF_CONV(T, P)                                                                           \
+  DEF_FLAT(T, P)                                                                                 \
   DEF_COLS(T, P)                                                                                 \
-  static void forward_##P(const conv_geom *g, const T *x, const T *w, const T *bias, T *y, T *col, T *prod) { \
+  static void forward_##P(void *ctx, int64_t b, int64_t e, int chunk, int worker) {              \
+    (void)chunk;                                                                                 \
+    conv_job *j = ctx;                                                                           \
+    const conv_geom *g = j->g;                                                                   \
+    const T *x = j->x, *w = j->w, *bias = j->bias;                                               \
+    T *y = j->y;                                                                                 \
     const int64_t HW = g->H * g->W, K = g->K, L = g->L;                                          \
-    for (int64_t n0 = 0; n0 < g->N; n0 += g->nb) {                                               \
-      const int64_t nb = g->N - n0 < g->nb ? g->N - n0 : g->nb, ld = nb * L;                     \
+    bool owned;                                                                                  \
+    T *col = job_col(j, worker, &owned);                                                         \
+    if (!g->direct && !col) return;                                                              \
+    for (int64_t it = b; it < e; it++) {                                                         \
+      const int64_t n = it / j->ntiles, oh0 = it % j->ntiles * j->th;                            \
+      const int64_t oh1 = oh0 + j->th < g->Ho ? oh0 + j->th : g->Ho, tl = (oh1 - oh0) * g->Wo;   \
       for (int64_t grp = 0; grp < g->groups; grp++) {                                            \
-        if (K > 0) {                                                                             \
-          for (int64_t i = 0; i < nb; i++)                                                       \
-            im2col_##P(g, x + ((n0 + i) * g->C + grp * g->Cg) * HW, col + i * L, ld);            \
-          cblas_##P##gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Coutg, (int)ld, (int)K, 1, \
-                          w + grp * g->Coutg * K, (int)K, col, (int)ld, 0, prod, (int)ld);       \
+        const T *xg = x + (n * g->C + grp * g->Cg) * HW;                                         \
+        T *yg = y + (n * g->Cout + grp * g->Coutg) * L + oh0 * g->Wo;                            \
+        for (int64_t co = 0; co < g->Coutg; co++) { /* the bias, which gemm adds onto */         \
+          const T bv = bias ? bias[grp * g->Coutg + co] : 0;                                     \
+          T *restrict r = yg + co * L;                                                           \
+          for (int64_t l = 0; l < tl; l++) r[l] = bv;                                            \
         }                                                                                        \
-        for (int64_t i = 0; i < nb; i++)                                                         \
-          for (int64_t co = 0; co < g->Coutg; co++) {                                            \
-            T *restrict dst = y + ((n0 + i) * g->Cout + grp * g->Coutg + co) * L;                \
-            const T *restrict src = prod + co * ld + i * L;                                      \
-            const T b = bias ? bias[grp * g->Coutg + co] : 0;                                    \
-            if (K > 0)                                                                           \
-              for (int64_t l = 0; l < L; l++) dst[l] = src[l] + b;                               \
-            else /* no input channels: a sum of nothing */                                       \
-              for (int64_t l = 0; l < L; l++) dst[l] = b;                                        \
-          }                                                                                      \
+        if (K == 0) continue; /* no input channels: a sum of nothing */                          \
+        if (!g->direct) im2col_##P(g, xg, col, oh0, oh1);                                        \
+        cblas_##P##gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g->Coutg, (int)tl, (int)K, 1, \
+                        w + grp * g->Coutg * K, (int)K, g->direct ? xg + oh0 * g->Wo : col,     \
+                        (int)(g->direct ? L : tl), 1, yg, (int)L);                               \
       }                                                                                          \
     }                                                                                            \
+    if (owned) free(col);                                                                        \
   }                                                                                              \
-  /* backward: gx (zeroed, or NULL), gw (zeroed, or NULL), gb (or NULL) from gy [N, Cout, L].   \
-   * Scratch as the forward's; prod holds the gathered gradient. */                             \
-  static void backward_##P(const conv_geom *g, const T *x, const T *w, const T *gy, T *gx, T *gw, T *gb, \
-                           T *col, T *prod) {                                                    \
+  /* backward over the batch elements [b, e) of chunk `chunk`: gx (or NULL) gets its elements   \
+   * (zeroed here, where they are about to be used); grad_weight (zeroed) and grad_bias         \
+   * accumulate into the chunk's partials. */                                                    \
+  static void backward_##P(void *ctx, int64_t b, int64_t e, int chunk, int worker) {             \
+    conv_job *j = ctx;                                                                           \
+    const conv_geom *g = j->g;                                                                   \
+    const T *x = j->x, *w = j->w, *gy = j->gy;                                                   \
+    T *gx = j->gx;                                                                               \
     const int64_t HW = g->H * g->W, K = g->K, L = g->L;                                          \
-    if (gb)                                                                                      \
-      for (int64_t co = 0; co < g->Cout; co++) {                                                 \
-        double acc = 0;                                                                          \
-        for (int64_t n = 0; n < g->N; n++) {                                                     \
-          const T *r = gy + (n * g->Cout + co) * L;                                              \
-          for (int64_t l = 0; l < L; l++) acc += (double)r[l];                                   \
-        }                                                                                        \
-        gb[co] = (T)acc;                                                                         \
-      }                                                                                          \
-    if ((!gx && !gw) || K == 0) return;                                                          \
-    for (int64_t n0 = 0; n0 < g->N; n0 += g->nb) {                                               \
-      const int64_t nb = g->N - n0 < g->nb ? g->N - n0 : g->nb, ld = nb * L;                     \
-      for (int64_t grp = 0; grp < g->groups; grp++) {                                            \
-        for (int64_t i = 0; i < nb; i++) /* G of the chunk as [Coutg, nb * L] */                 \
-          for (int64_t co = 0; co < g->Coutg; co++)                                              \
-            memcpy(prod + co * ld + i * L, gy + ((n0 + i) * g->Cout + grp * g->Coutg + co) * L,   \
-                   (size_t)L * sizeof(T));                                                       \
-        if (gw) { /* gw_g [Coutg, K] += G [Coutg, nb L] col^T [nb L, K] */                       \
-          for (int64_t i = 0; i < nb; i++)                                                       \
-            im2col_##P(g, x + ((n0 + i) * g->C + grp * g->Cg) * HW, col + i * L, ld);            \
-          cblas_##P##gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->Coutg, (int)K, (int)ld, 1, prod, \
-                          (int)ld, col, (int)ld, 1, gw + grp * g->Coutg * K, (int)K);            \
-        }                                                                                        \
-        if (gx) { /* col [K, nb L] = W_g^T [K, Coutg] G [Coutg, nb L], folded back per element */ \
-          cblas_##P##gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)g->Coutg, 1, \
-                          w + grp * g->Coutg * K, (int)K, prod, (int)ld, 0, col, (int)ld);       \
-          for (int64_t i = 0; i < nb; i++)                                                       \
-            col2im_##P(g, col + i * L, ld, gx + ((n0 + i) * g->C + grp * g->Cg) * HW);           \
+    T *gw = !j->gw ? NULL : chunk == 0 ? (T *)j->gw : (T *)j->gw_part + (chunk - 1) * g->Cout * K; \
+    double *gb = j->gb_part ? j->gb_part + chunk * g->Cout : NULL;                               \
+    bool owned = false;                                                                          \
+    T *col = NULL;                                                                               \
+    if ((gw || gx) && K > 0 && !(col = job_col(j, worker, &owned)) && !g->direct) return;        \
+    for (int64_t n = b; n < e; n++) {                                                            \
+      const T *gyn = gy + n * g->Cout * L;                                                       \
+      if (gx) memset(gx + n * g->C * HW, 0, (size_t)(g->C * HW) * sizeof(T));                    \
+      if (gb)                                                                                    \
+        for (int64_t co = 0; co < g->Cout; co++) gb[co] += row_sum_##P(gyn + co * L, L);         \
+      if ((!gx && !gw) || K == 0) continue;                                                      \
+      for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += j->th) {                                         \
+        const int64_t oh1 = oh0 + j->th < g->Ho ? oh0 + j->th : g->Ho, tl = (oh1 - oh0) * g->Wo; \
+        for (int64_t grp = 0; grp < g->groups; grp++) {                                          \
+          const T *xg = x ? x + (n * g->C + grp * g->Cg) * HW : NULL;                            \
+          const T *G = gyn + grp * g->Coutg * L + oh0 * g->Wo; /* [Coutg, tl], ld L */          \
+          const T *wg = w ? w + grp * g->Coutg * K : NULL;                                       \
+          if (gw) { /* gw_g [Coutg, K] += G [Coutg, tl] col^T [tl, K] */                         \
+            const T *cm = g->direct ? xg + oh0 * g->Wo : col;                                    \
+            if (!g->direct) im2col_##P(g, xg, col, oh0, oh1);                                    \
+            cblas_##P##gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g->Coutg, (int)K, (int)tl, 1, G, \
+                            (int)L, cm, (int)(g->direct ? L : tl), 1, gw + grp * g->Coutg * K, (int)K); \
+          }                                                                                      \
+          if (gx) { /* col [K, tl] = W_g^T [K, Coutg] G [Coutg, tl], folded back */             \
+            T *gxg = gx + (n * g->C + grp * g->Cg) * HW;                                         \
+            if (g->direct)                                                                       \
+              cblas_##P##gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)tl, (int)g->Coutg, 1, wg, \
+                              (int)K, G, (int)L, 0, gxg + oh0 * g->Wo, (int)L);                  \
+            else {                                                                               \
+              cblas_##P##gemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)tl, (int)g->Coutg, 1, wg, \
+                              (int)K, G, (int)L, 0, col, (int)tl);                               \
+              col2im_##P(g, col, gxg, oh0, oh1);                                                 \
+            }                                                                                    \
+          }                                                                                      \
         }                                                                                        \
       }                                                                                          \
     }                                                                                            \
+    if (owned) free(col);                                                                        \
   }
 
 DEF_CONV(float, s)
 DEF_CONV(double, d)
+
+/* Work of one element, in flops, for sizing pool chunks. */
+static double element_flops(const conv_geom *g) { return 2.0 * (double)g->Cout * (double)g->K * (double)g->L + 1.0; }
+
+/* Scratch for a loop: a column matrix per worker, then `extra` bytes (64-aligned start). */
+static mt_status job_scratch(conv_job *j, size_t extra, char **extra_p, void **to_free) {
+  const conv_geom *g = j->g;
+  const size_t es = mt_dtype_size(g->dtype);
+  j->col_bytes = g->direct ? 0 : ((size_t)(g->K * j->th * g->Wo) * es + 63) & ~(size_t)63;
+  j->ncols = g->direct ? 0 : mt_get_num_threads();
+  const size_t cols = j->col_bytes * (size_t)j->ncols;
+  bool owned;
+  char *p = scratch_get(cols + extra, &owned);
+  if (!p)
+    return mt_fail(MT_ENOMEM, "out of memory for the convolution's scratch (%zu bytes)", cols + extra);
+  j->cols = p;
+  if (extra_p) *extra_p = p + cols;
+  *to_free = owned ? p : NULL;
+  return MT_OK;
+}
+
+/* y = conv(x, w) + bias over the whole batch. */
+static mt_status conv_forward(const conv_geom *g, const void *x, const void *w, const void *bias, void *y) {
+  conv_job j = {.g = g, .x = x, .w = w, .bias = bias, .y = y, .th = g->th};
+  /* a small batch: finer tiles, so that threads have items to share (fixed by the shapes, not
+   * by the thread count: the tiling changes gemm's edge cases, hence the last bits) */
+  if (g->N < MIN_ITEMS && g->K > 0) {
+    int64_t want = (MIN_ITEMS + g->N - 1) / g->N, worth = (int64_t)(element_flops(g) / CHUNK_FLOPS);
+    want = want < worth ? want : worth;
+    if (want > 1 && (g->Ho + want - 1) / want < j.th) j.th = (g->Ho + want - 1) / want;
+  }
+  j.ntiles = (g->Ho + j.th - 1) / j.th;
+  void *to_free;
+  mt_status st = job_scratch(&j, 0, NULL, &to_free);
+  if (st) return st;
+  const int64_t items = g->N * j.ntiles;
+  const double item_flops = element_flops(g) / (double)j.ntiles;
+  const int64_t grain = item_flops >= CHUNK_FLOPS ? 1 : (int64_t)(CHUNK_FLOPS / item_flops) + 1;
+  parallel_blas(items, grain, g->dtype == MT_FLOAT32 ? forward_s : forward_d, &j);
+  free(to_free);
+  return atomic_load(&j.failed) ? mt_fail(MT_ENOMEM, "out of memory for a convolution's column matrix") : MT_OK;
+}
+
+/* gx (or NULL), gw (zeroed, or NULL), gb (or NULL) from gy. */
+static mt_status conv_backward_run(const conv_geom *g, const void *x, const void *w, const void *gy, void *gx, void *gw,
+                                   void *gb) {
+  const size_t es = mt_dtype_size(g->dtype);
+  conv_job j = {.g = g, .x = x, .w = w, .gy = gy, .gx = gx, .gw = gw, .th = g->th};
+  j.ntiles = (g->Ho + j.th - 1) / j.th;
+  /* batch chunks: at most MAX_BATCH_CHUNKS, each worth a pool chunk; fixed by the shapes */
+  int64_t grain = (int64_t)(CHUNK_FLOPS / (2 * element_flops(g))) + 1;
+  if (grain * MAX_BATCH_CHUNKS < g->N) grain = (g->N + MAX_BATCH_CHUNKS - 1) / MAX_BATCH_CHUNKS;
+  const int chunks = mt_parallel_chunks(g->N, grain);
+  const size_t gw_bytes = gw ? (size_t)(chunks - 1) * (size_t)(g->Cout * g->K) * es : 0;
+  const size_t gb_off = (gw_bytes + 63) & ~(size_t)63, gb_bytes = gb ? (size_t)chunks * (size_t)g->Cout * sizeof(double) : 0;
+  char *extra;
+  void *to_free;
+  mt_status st = job_scratch(&j, gb_off + gb_bytes, &extra, &to_free);
+  if (st) return st;
+  if (gw_bytes) memset(extra, 0, gw_bytes), j.gw_part = extra;
+  if (gb_bytes) memset(extra + gb_off, 0, gb_bytes), j.gb_part = (double *)(extra + gb_off);
+  parallel_blas(g->N, grain, g->dtype == MT_FLOAT32 ? backward_s : backward_d, &j);
+  if (!atomic_load(&j.failed)) {
+    /* the partials, in chunk order */
+    const int64_t nw = g->Cout * g->K;
+    for (int c = 1; gw && c < chunks; c++) {
+      if (g->dtype == MT_FLOAT32) {
+        float *restrict d = gw;
+        const float *restrict s = (const float *)j.gw_part + (c - 1) * nw;
+        for (int64_t i = 0; i < nw; i++) d[i] += s[i];
+      } else {
+        double *restrict d = gw;
+        const double *restrict s = (const double *)j.gw_part + (c - 1) * nw;
+        for (int64_t i = 0; i < nw; i++) d[i] += s[i];
+      }
+    }
+    for (int64_t co = 0; gb && co < g->Cout; co++) {
+      double acc = 0;
+      for (int c = 0; c < chunks; c++) acc += j.gb_part[c * g->Cout + co];
+      if (g->dtype == MT_FLOAT32) ((float *)gb)[co] = (float)acc;
+      else ((double *)gb)[co] = acc;
+    }
+  }
+  free(to_free);
+  return atomic_load(&j.failed) ? mt_fail(MT_ENOMEM, "out of memory for a convolution's column matrix") : MT_OK;
+}
 
 /* ---- backward node ------------------------------------------------------------------------ */
 
@@ -180,17 +465,6 @@ static void conv_release(mt_node *n) {
   mt_saved_release(&((conv_node *)n)->weight);
 }
 
-/* Scratch for one chunk: the column matrix, then the [Coutg, nb * L] product / gradient. */
-static mt_status scratch_alloc(const conv_geom *g, void **col, void **prod) {
-  const size_t es = mt_dtype_size(g->dtype), ncol = (size_t)(g->K * g->nb * g->L), nprod = (size_t)(g->Coutg * g->nb * g->L);
-  char *p = malloc((ncol + nprod) * es + 1);
-  if (!p)
-    return mt_fail(MT_ENOMEM, "out of memory for a %lld x %lld column matrix", (long long)g->K,
-                   (long long)(g->nb * g->L));
-  *col = p, *prod = p + ncol * es;
-  return MT_OK;
-}
-
 static mt_status conv_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
   conv_node *cn = (conv_node *)n;
   const conv_geom *g = &cn->g;
@@ -198,22 +472,22 @@ static mt_status conv_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **g
   const mt_edge *ex = &n->next[0], *ew = &n->next[1];
   const bool need_x = mt_edge_live(ex), need_w = mt_edge_live(ew), need_b = mt_edge_live(&n->next[2]);
   mt_tensor *x = NULL, *w = NULL, *gy = NULL, *gx = NULL, *gw = NULL, *gb = NULL;
-  void *col = NULL, *prod = NULL;
   mt_status st;
   if (need_w && (st = mt_saved_get(&cn->input, n, &x))) return st;
   if (need_x && (st = mt_saved_get(&cn->weight, n, &w))) return st;
   if ((st = mt_contiguous(&gy, gout[0]))) return st;
-  if ((need_x && (st = mt_zeros(&gx, g->dtype, ex->ndim, ex->sizes))) ||
+  if ((need_x && (st = mt_empty(&gx, g->dtype, ex->ndim, ex->sizes))) || /* the loop zeroes it */
       (need_w && (st = mt_zeros(&gw, g->dtype, ew->ndim, ew->sizes))) ||
-      (need_b && (st = mt_empty(&gb, g->dtype, 1, &g->Cout))) ||
-      ((need_x || need_w) && (st = scratch_alloc(g, &col, &prod))))
+      (need_b && (st = mt_empty(&gb, g->dtype, 1, &g->Cout))))
     goto done;
-  const void *xd = x ? mt_data(x) : NULL, *wd = w ? mt_data(w) : NULL;
-  void *gxd = gx ? mt_data(gx) : NULL, *gwd = gw ? mt_data(gw) : NULL, *gbd = gb ? mt_data(gb) : NULL;
-  if (g->dtype == MT_FLOAT32) backward_s(g, xd, wd, mt_data(gy), gxd, gwd, gbd, col, prod);
-  else backward_d(g, xd, wd, mt_data(gy), gxd, gwd, gbd, col, prod);
+  if (g->N > 0 && g->Cout > 0)
+    st = conv_backward_run(g, x ? mt_data(x) : NULL, w ? mt_data(w) : NULL, mt_data(gy), gx ? mt_data(gx) : NULL,
+                           gw ? mt_data(gw) : NULL, gb ? mt_data(gb) : NULL);
+  else { /* no outputs: sums of nothing */
+    if (gb) memset(mt_data(gb), 0, (size_t)g->Cout * mt_dtype_size(g->dtype));
+    if (gx) memset(mt_data(gx), 0, (size_t)mt_numel(gx) * mt_dtype_size(g->dtype));
+  }
 done:
-  free(col);
   mt_tensor_release(gy);
   if (st) {
     mt_tensor_release(gx), mt_tensor_release(gw), mt_tensor_release(gb);
@@ -235,7 +509,6 @@ static mt_status conv_run(mt_tensor **out, const conv_geom *g, const mt_tensor *
   const mt_tensor *ins[3] = {input, weight, bias};
   const bool record = mt_grad_needed(3, ins), was = mt_is_grad_enabled();
   mt_tensor *x = NULL, *w = NULL, *b = NULL, *y = NULL;
-  void *col = NULL, *prod = NULL;
   mt_status st;
   mt_trace *const tr = mt_active_trace;
   mt_set_grad_enabled(false); /* the contiguous copies record nothing, neither for autograd */
@@ -243,12 +516,8 @@ static mt_status conv_run(mt_tensor **out, const conv_geom *g, const mt_tensor *
   if ((st = mt_contiguous(&x, input)) || (st = mt_contiguous(&w, weight)) || (bias && (st = mt_contiguous(&b, bias))) ||
       (st = mt_empty(&y, g->dtype, out_ndim, out_sizes)))
     goto done;
-  if (g->N > 0 && g->Cout > 0) {
-    if ((st = scratch_alloc(g, &col, &prod))) goto done;
-    const void *bd = b ? mt_data(b) : NULL;
-    if (g->dtype == MT_FLOAT32) forward_s(g, mt_data(x), mt_data(w), bd, mt_data(y), col, prod);
-    else forward_d(g, mt_data(x), mt_data(w), bd, mt_data(y), col, prod);
-  }
+  if (g->N > 0 && g->Cout > 0 && (st = conv_forward(g, mt_data(x), mt_data(w), b ? mt_data(b) : NULL, mt_data(y))))
+    goto done;
   if (record) {
     conv_node *n = (conv_node *)mt_node_new(sizeof *n, name, conv_backward, conv_release, 3, ins, 1);
     if (!n) st = MT_ENOMEM;
@@ -263,7 +532,6 @@ static mt_status conv_run(mt_tensor **out, const conv_geom *g, const mt_tensor *
 done:
   mt_active_trace = tr;
   mt_set_grad_enabled(was);
-  free(col);
   mt_tensor_release(x), mt_tensor_release(w), mt_tensor_release(b);
   if (st) {
     mt_tensor_release(y);
@@ -342,11 +610,12 @@ static mt_status conv_setup(conv_geom *g, const char *fn, int nsp, const mt_tens
   g->Coutg = g->Cout / groups;
   g->K = g->Cg * g->kH * g->kW;
   g->L = g->Ho * g->Wo;
-  /* batch elements per chunk: the whole batch when its columns fit the budget; a chunk's
-   * product length nb * L stays within BLAS's int */
-  int64_t per = (g->K + g->Coutg) * g->L > 0 ? (g->K + g->Coutg) * g->L : 1, nb = COL_BUDGET / per;
-  if (nb > INT_MAX / g->L) nb = INT_MAX / g->L;
-  g->nb = nb < 1 ? 1 : nb > g->N ? (g->N > 0 ? g->N : 1) : nb;
+  g->direct = g->kH == 1 && g->kW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+  g->flat = !g->direct && g->sh == 1 && g->sw == 1 && g->Wo == g->W;
+  /* output rows per tile: the whole element when its columns fit the budget */
+  const int64_t row_cols = g->K * g->Wo > 0 ? g->K * g->Wo : 1;
+  g->th = TILE_BUDGET / row_cols;
+  g->th = g->th < 1 ? 1 : g->th > g->Ho ? (g->Ho > 0 ? g->Ho : 1) : g->th;
   return MT_OK;
 }
 

@@ -4,8 +4,9 @@
  * The forward is one gemm: the input's leading dims fold into rows (a view when its layout
  * allows, else one copy), the weight goes to BLAS as the transpose it already is (no copy of
  * weight^T is ever made), and the bias is broadcast into the output first so that gemm adds
- * onto it (beta = 1). The backward is three more products over the same flattened rows:
- * grad_input = G W, grad_weight = G^T X, grad_bias = the column sums of G.
+ * onto it (beta = 1). A few rows (batch-1 inference) take one gemv each instead. The backward
+ * is three more products over the same flattened rows: grad_input = G W, grad_weight = G^T X,
+ * grad_bias = the column sums of G.
  */
 #include "mt_internal.h"
 
@@ -48,6 +49,37 @@ static mt_status as_matrix(mt_tensor **out, const mt_tensor *t, int64_t rows, in
   return MT_OK;
 }
 
+/* Up to this many rows, one gemv per row: gemm packs (copies) the whole weight before it
+ * multiplies, which for a single row costs several times the product (~7x for 3136 -> 128). */
+#define GEMV_ROWS 4
+
+/* C rows [rows, out] (holding the bias, or zeros) += W x_r for each row x_r of input, by gemv;
+ * tb / ldw say how BLAS reads weight^T (blas_layout). False, with nothing written, when the
+ * input's element stride does not suit BLAS (the caller takes the gemm path). */
+static bool gemv_rows(const mt_tensor *input, int64_t rows, int64_t in_f, int64_t out_f, CBLAS_TRANSPOSE tb,
+                      const void *W, int ldw, char *C) {
+  const int64_t inc = in_f == 1 ? 1 : input->strides[input->ndim - 1];
+  if (inc < 1 || inc > INT_MAX) return false;
+  const size_t es = mt_dtype_size(input->dtype);
+  /* weight^T read as a transpose (the usual contiguous weight): weight is row-major [out, in] */
+  const CBLAS_TRANSPOSE t = tb == CblasTrans ? CblasNoTrans : CblasTrans;
+  const int m = (int)(tb == CblasTrans ? out_f : in_f), n = (int)(tb == CblasTrans ? in_f : out_f);
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = 0, rem = r; /* the row's element offset over the leading dims */
+    for (int d = input->ndim - 2; d >= 0; d--) {
+      off += rem % input->sizes[d] * input->strides[d];
+      rem /= input->sizes[d];
+    }
+    const char *xr = (const char *)mt_data(input) + off * (int64_t)es;
+    char *yr = C + (size_t)(r * out_f) * es;
+    if (input->dtype == MT_FLOAT32)
+      cblas_sgemv(CblasRowMajor, t, m, n, 1.0f, W, ldw, (const float *)xr, (int)inc, 1.0f, (float *)yr, 1);
+    else
+      cblas_dgemv(CblasRowMajor, t, m, n, 1.0, W, ldw, (const double *)xr, (int)inc, 1.0, (double *)yr, 1);
+  }
+  return true;
+}
+
 /* The product itself; shapes and dtypes are checked, grad mode is off. */
 static mt_status linear_compute(mt_tensor **out, const mt_tensor *input, const mt_tensor *weight,
                                 const mt_tensor *bias) {
@@ -80,14 +112,19 @@ static mt_status linear_compute(mt_tensor **out, const mt_tensor *input, const m
   }
   CBLAS_TRANSPOSE ta, tb;
   int lda, ldb;
-  if ((st = as_matrix(&x, input, rows, in_f, &ta, &lda))) goto done;
   /* weight^T is [in, out] with strides (weight's dim-1 stride, weight's dim-0 stride) */
   if (!blas_layout(in_f, out_f, weight->strides[1], weight->strides[0], &tb, &ldb)) {
     if ((st = mt_clone(&w, weight))) goto done;
     blas_layout(in_f, out_f, w->strides[1], w->strides[0], &tb, &ldb);
   }
-  const void *A = mt_data(x), *B = mt_data(w ? w : weight);
+  const void *B = mt_data(w ? w : weight);
   const int M = (int)rows, N = (int)out_f, K = (int)in_f;
+  if (rows <= GEMV_ROWS) {
+    if (!bias) memset(C, 0, (size_t)(rows * out_f) * es); /* gemv adds onto its output */
+    if (gemv_rows(input, rows, in_f, out_f, tb, B, ldb, C)) goto done;
+  }
+  if ((st = as_matrix(&x, input, rows, in_f, &ta, &lda))) goto done;
+  const void *A = mt_data(x);
   if (r->dtype == MT_FLOAT32)
     cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, bias ? 1.0f : 0.0f, (float *)C, N);
   else

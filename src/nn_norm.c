@@ -107,18 +107,30 @@ static mt_status check_float(const mt_tensor *t, const char *what) {
     }                                                                                             \
     return total;                                                                                 \
   }                                                                                               \
-  /* sg = sum g w and sgd = sum g w (x - m), w NULL meaning 1: the sums both backward passes need */ \
+  /* sg = sum g w and sgd = sum g w (x - m), w NULL meaning 1: the sums both backward passes need. \
+   * Element j + k of a block goes to lane k (the tail too, from lane 0), as in sum_; the full     \
+   * groups of 16 are split out (and w hoisted) so that they vectorise. */                        \
   static void gsums_##S(const T *x, const T *g, const T *w, int64_t n, T m, double *sg, double *sgd) { \
     double tg = 0, td = 0;                                                                        \
     for (int64_t i0 = 0; i0 < n; i0 += 256) {                                                     \
-      const int64_t len = n - i0 < 256 ? n - i0 : 256;                                            \
+      const int64_t len = n - i0 < 256 ? n - i0 : 256, full = len & ~(int64_t)15;                 \
+      const T *xb = x + i0, *gb = g + i0, *wb = w ? w + i0 : NULL;                                \
       T a[16] = {0}, b[16] = {0};                                                                 \
-      for (int64_t j = 0; j < len; j += 16) {                                                     \
-        const int lanes = len - j < 16 ? (int)(len - j) : 16;                                     \
-        for (int k = 0; k < lanes; k++) {                                                         \
-          const T gw = w ? g[i0 + j + k] * w[i0 + j + k] : g[i0 + j + k];                          \
-          a[k] += gw, b[k] += gw * (x[i0 + j + k] - m);                                           \
-        }                                                                                         \
+      if (wb)                                                                                     \
+        for (int64_t j = 0; j < full; j += 16)                                                    \
+          for (int k = 0; k < 16; k++) {                                                          \
+            const T gw = gb[j + k] * wb[j + k];                                                   \
+            a[k] += gw, b[k] += gw * (xb[j + k] - m);                                             \
+          }                                                                                       \
+      else                                                                                        \
+        for (int64_t j = 0; j < full; j += 16)                                                    \
+          for (int k = 0; k < 16; k++) {                                                          \
+            const T gw = gb[j + k];                                                               \
+            a[k] += gw, b[k] += gw * (xb[j + k] - m);                                             \
+          }                                                                                       \
+      for (int64_t j = full; j < len; j++) {                                                      \
+        const T gw = wb ? gb[j] * wb[j] : gb[j];                                                  \
+        a[j - full] += gw, b[j - full] += gw * (xb[j] - m);                                       \
       }                                                                                           \
       for (int k = 0; k < 8; k++) a[k] += a[k + 8], b[k] += b[k + 8];                             \
       tg += (double)((a[0] + a[4]) + (a[2] + a[6])) + (double)((a[1] + a[5]) + (a[3] + a[7]));    \
@@ -136,8 +148,57 @@ typedef struct bn_geom {
   int64_t n, c, s; /* batch (and every dim but 1 before S), channels, trailing size */
 } bn_geom;
 
+/* Work handed to the pool (src/parallel.c). Channel loops give each channel's sums to one
+ * chunk, plane loops each (sample, channel) plane; both leave results bit-identical to a
+ * serial run. */
+typedef struct bn_job {
+  const void *x;
+  void *y; /* bn_apply: the output; bn_grad_sums: gy */
+  bn_geom g;
+  const double *in1, *in2;
+  double *out1, *out2;
+} bn_job;
+
+typedef struct bn_gi_job {
+  const void *x, *gy;
+  void *gx;
+  bn_geom g;
+  const double *mean, *invstd, *w, *sum_g, *dotp;
+  bool training;
+} bn_gi_job;
+
+/* ~64K elements a chunk: one channel of a batch is often that much alone */
+static int64_t channel_grain(bn_geom g) {
+  const int64_t per = g.n * g.s;
+  return per >= 65536 ? 1 : 65536 / (per ? per : 1);
+}
+/* For loops whose results do not depend on how channels are grouped (each channel's sums run
+ * in one chunk, in batch order): as many chunks as threads, so each streams a wide block. */
+static int64_t channel_span(bn_geom g) {
+  const int64_t t = mt_get_num_threads(), per = g.n * g.s;
+  if (t <= 1 || g.c * per < 65536) return g.c ? g.c : 1;
+  return (g.c + t - 1) / t;
+}
+static int64_t plane_grain(bn_geom g) { return g.s >= 32768 ? 1 : 32768 / (g.s ? g.s : 1); }
+
 /* Per-channel mean (rounded to T) and sum of squared deviations. */
 #define DEFINE_BN(S, T)                                                                            \
+  /* channels [c0, c1): the same sums in the same order whichever thread runs them */             \
+  static void bn_stats_chunk_##S(void *p, int64_t c0, int64_t c1, int chunk, int worker) {        \
+    (void)chunk, (void)worker;                                                                    \
+    const bn_job *j = p;                                                                          \
+    const T *x = j->x;                                                                            \
+    const bn_geom g = j->g;                                                                       \
+    const double count = (double)(g.n * g.s);                                                     \
+    for (int64_t c = c0; c < c1; c++) {                                                           \
+      double acc = 0;                                                                             \
+      for (int64_t i = 0; i < g.n; i++) acc += sum_##S(x + (i * g.c + c) * g.s, g.s);             \
+      const T m = (T)(acc / count);                                                               \
+      double v = 0;                                                                               \
+      for (int64_t i = 0; i < g.n; i++) v += sqdev_##S(x + (i * g.c + c) * g.s, g.s, m);          \
+      j->out1[c] = m, j->out2[c] = v;                                                             \
+    }                                                                                             \
+  }                                                                                               \
   static void bn_stats_##S(const T *x, bn_geom g, double *mean, double *var_sum) {                \
     const double count = (double)(g.n * g.s);                                                     \
     for (int64_t c = 0; c < g.c; c++) mean[c] = var_sum[c] = 0;                                   \
@@ -152,24 +213,39 @@ typedef struct bn_geom {
         }                                                                                         \
       return;                                                                                     \
     }                                                                                             \
-    for (int64_t c = 0; c < g.c; c++) {                                                           \
-      double acc = 0;                                                                             \
-      for (int64_t i = 0; i < g.n; i++) acc += sum_##S(x + (i * g.c + c) * g.s, g.s);             \
-      const T m = (T)(acc / count);                                                               \
-      double v = 0;                                                                               \
-      for (int64_t i = 0; i < g.n; i++) v += sqdev_##S(x + (i * g.c + c) * g.s, g.s, m);          \
-      mean[c] = m, var_sum[c] = v;                                                                \
-    }                                                                                             \
+    bn_job j = {.x = x, .g = g, .out1 = mean, .out2 = var_sum};                                   \
+    mt_parallel_for(g.c, channel_grain(g), bn_stats_chunk_##S, &j);                               \
   }                                                                                               \
   /* y = x * alpha[c] + beta[c] */                                                                \
-  static void bn_apply_##S(const T *restrict x, T *restrict y, bn_geom g, const double *alpha,    \
-                           const double *beta) {                                                  \
+  static void bn_apply_chunk_##S(void *p, int64_t q0, int64_t q1, int chunk, int worker) {        \
+    (void)chunk, (void)worker;                                                                    \
+    const bn_job *j = p;                                                                          \
+    const bn_geom g = j->g;                                                                       \
+    for (int64_t q = q0; q < q1; q++) { /* plane q = (i, c) */                                    \
+      const int64_t c = q % g.c;                                                                  \
+      const T a = (T)j->in1[c], b = (T)j->in2[c];                                                 \
+      const T *restrict xr = (const T *)j->x + q * g.s;                                           \
+      T *restrict yr = (T *)j->y + q * g.s;                                                       \
+      for (int64_t k = 0; k < g.s; k++) yr[k] = xr[k] * a + b;                                    \
+    }                                                                                             \
+  }                                                                                               \
+  static void bn_apply_##S(const T *x, T *y, bn_geom g, const double *alpha, const double *beta) { \
+    bn_job j = {.x = x, .y = y, .g = g, .in1 = alpha, .in2 = beta};                               \
+    mt_parallel_for(g.n * g.c, plane_grain(g), bn_apply_chunk_##S, &j);                           \
+  }                                                                                               \
+  /* channels [c0, c1), each summed over the batch in order (as a serial loop would); the batch  \
+   * loop is outside so that the chunk's planes are read in memory order */                      \
+  static void bn_grad_sums_chunk_##S(void *p, int64_t c0, int64_t c1, int chunk, int worker) {    \
+    (void)chunk, (void)worker;                                                                    \
+    const bn_job *j = p;                                                                          \
+    const T *x = j->x, *gy = j->y;                                                                \
+    const bn_geom g = j->g;                                                                       \
+    for (int64_t c = c0; c < c1; c++) j->out1[c] = j->out2[c] = 0;                                \
     for (int64_t i = 0; i < g.n; i++)                                                             \
-      for (int64_t c = 0; c < g.c; c++) {                                                         \
-        const T a = (T)alpha[c], b = (T)beta[c];                                                  \
-        const T *xr = x + (i * g.c + c) * g.s;                                                    \
-        T *yr = y + (i * g.c + c) * g.s;                                                          \
-        for (int64_t k = 0; k < g.s; k++) yr[k] = xr[k] * a + b;                                  \
+      for (int64_t c = c0; c < c1; c++) {                                                         \
+        double s, d;                                                                              \
+        gsums_##S(x + (i * g.c + c) * g.s, gy + (i * g.c + c) * g.s, NULL, g.s, (T)j->in1[c], &s, &d); \
+        j->out1[c] += s, j->out2[c] += d;                                                         \
       }                                                                                           \
   }                                                                                               \
   /* Per channel: sum of gy and of (x - mean) * gy. */                                            \
@@ -184,32 +260,36 @@ typedef struct bn_geom {
         }                                                                                         \
       return;                                                                                     \
     }                                                                                             \
-    for (int64_t i = 0; i < g.n; i++)                                                             \
-      for (int64_t c = 0; c < g.c; c++) {                                                         \
-        double s, d;                                                                              \
-        gsums_##S(x + (i * g.c + c) * g.s, gy + (i * g.c + c) * g.s, NULL, g.s, (T)mean[c], &s, &d); \
-        sum_g[c] += s, dotp[c] += d;                                                              \
-      }                                                                                           \
+    bn_job j = {.x = x, .y = (void *)gy, .g = g, .in1 = mean, .out1 = sum_g, .out2 = dotp};        \
+    mt_parallel_for(g.c, channel_span(g), bn_grad_sums_chunk_##S, &j);                            \
   }                                                                                               \
   /* training: gx = (gy - mean(gy) - (x - mean) * dotp * invstd^2 / n) * invstd * w;              \
    * evaluation: gx = gy * invstd * w (the running statistics are constants) */                   \
-  static void bn_grad_input_##S(const T *restrict x, const T *restrict gy, T *restrict gx, bn_geom g, \
-                                const double *mean, const double *invstd, const double *w,        \
-                                const double *sum_g, const double *dotp, bool training) {         \
+  static void bn_grad_input_chunk_##S(void *p, int64_t q0, int64_t q1, int chunk, int worker) {   \
+    (void)chunk, (void)worker;                                                                    \
+    const bn_gi_job *j = p;                                                                       \
+    const bn_geom g = j->g;                                                                       \
     const double count = (double)(g.n * g.s);                                                     \
-    for (int64_t i = 0; i < g.n; i++)                                                             \
-      for (int64_t c = 0; c < g.c; c++) {                                                         \
-        const T *xr = x + (i * g.c + c) * g.s, *gr = gy + (i * g.c + c) * g.s;                    \
-        T *o = gx + (i * g.c + c) * g.s;                                                          \
-        const T f = (T)(invstd[c] * (w ? w[c] : 1.0));                                            \
-        if (!training) {                                                                          \
-          for (int64_t k = 0; k < g.s; k++) o[k] = gr[k] * f;                                     \
-          continue;                                                                               \
-        }                                                                                         \
-        const T m = (T)mean[c], gm = (T)(sum_g[c] / count),                                       \
-                kk = (T)(dotp[c] * invstd[c] * invstd[c] / count);                                \
-        for (int64_t k = 0; k < g.s; k++) o[k] = (gr[k] - gm - (xr[k] - m) * kk) * f;             \
+    const double *mean = j->mean, *invstd = j->invstd, *w = j->w, *sum_g = j->sum_g, *dotp = j->dotp; \
+    for (int64_t q = q0; q < q1; q++) { /* plane q = (i, c) */                                    \
+      const int64_t c = q % g.c;                                                                  \
+      const T *restrict xr = (const T *)j->x + q * g.s, *restrict gr = (const T *)j->gy + q * g.s; \
+      T *restrict o = (T *)j->gx + q * g.s;                                                       \
+      const T f = (T)(invstd[c] * (w ? w[c] : 1.0));                                              \
+      if (!j->training) {                                                                         \
+        for (int64_t k = 0; k < g.s; k++) o[k] = gr[k] * f;                                       \
+        continue;                                                                                 \
       }                                                                                           \
+      const T m = (T)mean[c], gm = (T)(sum_g[c] / count),                                         \
+              kk = (T)(dotp[c] * invstd[c] * invstd[c] / count);                                  \
+      for (int64_t k = 0; k < g.s; k++) o[k] = (gr[k] - gm - (xr[k] - m) * kk) * f;               \
+    }                                                                                             \
+  }                                                                                               \
+  static void bn_grad_input_##S(const T *x, const T *gy, T *gx, bn_geom g, const double *mean,    \
+                                const double *invstd, const double *w, const double *sum_g,       \
+                                const double *dotp, bool training) {                              \
+    bn_gi_job j = {x, gy, gx, g, mean, invstd, w, sum_g, dotp, training};                         \
+    mt_parallel_for(g.n * g.c, plane_grain(g), bn_grad_input_chunk_##S, &j);                      \
   }
 DEFINE_BN(f32, float)
 DEFINE_BN(f64, double)

@@ -56,12 +56,93 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
 
 /* ---- kernels, per dtype ------------------------------------------------------------------- */
 
+/* 2x2 windows, stride 2, no padding or dilation, every window inside the image (the common
+ * MaxPool2d(2)): the same scan order and tie/NaN rules as the general loop (row 0 then row 1,
+ * left to right; a later value wins if greater or NaN), with the window's offsets unrolled.
+ * `lo` is where the plain loop starts in each output row (the float32 version does the columns
+ * before it four at a time in SSE2: the compare-and-selects are branches in scalar code, and
+ * random data mispredicts them). */
+#define DEF_MAX2X2(T, P, VECTOR_PART)                                                            \
+  static void max2x2_##P(const T *x, T *restrict y, int64_t *restrict ind, int64_t p0, int64_t p1, \
+                         int64_t H, int64_t W, int64_t Ho, int64_t Wo) {                         \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
+      const T *xp = x + p * H * W;                                                               \
+      for (int64_t oh = 0; oh < Ho; oh++) {                                                      \
+        const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                                             \
+        const int64_t base = 2 * oh * W;                                                         \
+        int64_t lo = 0;                                                                          \
+        VECTOR_PART                                                                              \
+        for (int64_t ow = lo; ow < Wo; ow++) {                                                   \
+          const int64_t c = 2 * ow;                                                              \
+          T m = r0[c];                                                                           \
+          int64_t best = base + c;                                                               \
+          const T v1 = r0[c + 1], v2 = r1[c], v3 = r1[c + 1];                                    \
+          if (v1 > m || isnan(v1)) m = v1, best = base + c + 1;                                  \
+          if (v2 > m || isnan(v2)) m = v2, best = base + W + c;                                  \
+          if (v3 > m || isnan(v3)) m = v3, best = base + W + c + 1;                              \
+          y[ow] = m;                                                                             \
+          ind[ow] = best;                                                                        \
+        }                                                                                        \
+        y += Wo, ind += Wo;                                                                      \
+      }                                                                                          \
+    }                                                                                            \
+  }
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* Four windows at once: even/odd columns of both rows split out by shuffles; `t` marks the
+ * lanes where the candidate wins (greater, or NaN: cmpunord(v, v)); off is the winner's
+ * offset in the window (0, 1, W, W + 1), widened to int64 for the index. */
+static inline __m128 sel_ps(__m128 t, __m128 a, __m128 b) { return _mm_or_ps(_mm_and_ps(t, a), _mm_andnot_ps(t, b)); }
+static inline __m128i sel_i32(__m128 t, __m128i a, __m128i b) {
+  __m128i m = _mm_castps_si128(t);
+  return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
+}
+#define MAX2X2_SSE                                                                               \
+  {                                                                                              \
+    const __m128i o1 = _mm_set1_epi32(1), oW = _mm_set1_epi32((int32_t)W),                      \
+                  oW1 = _mm_set1_epi32((int32_t)W + 1), zero = _mm_setzero_si128();              \
+    for (; lo + 4 <= Wo && W < INT32_MAX; lo += 4) {                                             \
+      const int64_t c = 2 * lo;                                                                  \
+      const __m128 a0 = _mm_loadu_ps(r0 + c), a1 = _mm_loadu_ps(r0 + c + 4);                    \
+      const __m128 b0 = _mm_loadu_ps(r1 + c), b1 = _mm_loadu_ps(r1 + c + 4);                    \
+      const __m128 e0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));                        \
+      const __m128 d0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));                        \
+      const __m128 e1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));                        \
+      const __m128 d1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));                        \
+      __m128 m = e0, t;                                                                          \
+      __m128i off = zero;                                                                        \
+      t = _mm_or_ps(_mm_cmpgt_ps(d0, m), _mm_cmpunord_ps(d0, d0));                              \
+      m = sel_ps(t, d0, m), off = sel_i32(t, o1, off);                                           \
+      t = _mm_or_ps(_mm_cmpgt_ps(e1, m), _mm_cmpunord_ps(e1, e1));                              \
+      m = sel_ps(t, e1, m), off = sel_i32(t, oW, off);                                           \
+      t = _mm_or_ps(_mm_cmpgt_ps(d1, m), _mm_cmpunord_ps(d1, d1));                              \
+      m = sel_ps(t, d1, m), off = sel_i32(t, oW1, off);                                          \
+      _mm_storeu_ps(y + lo, m);                                                                  \
+      const __m128i pos = _mm_set_epi64x(base + c + 2, base + c);                                \
+      const __m128i two = _mm_set1_epi64x(4);                                                    \
+      _mm_storeu_si128((__m128i *)(ind + lo), _mm_add_epi64(pos, _mm_unpacklo_epi32(off, zero))); \
+      _mm_storeu_si128((__m128i *)(ind + lo + 2), _mm_add_epi64(_mm_add_epi64(pos, two), _mm_unpackhi_epi32(off, zero))); \
+    }                                                                                            \
+  }
+#else
+#define MAX2X2_SSE
+#endif
+DEF_MAX2X2(float, s, MAX2X2_SSE)
+DEF_MAX2X2(double, d, )
+
 #define DEF_POOL(T, P)                                                                           \
-  static void max_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t *ind) {                  \
+  static void max_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t *ind, int64_t p0, int64_t p1) { \
     /* locals: the int64 index stores could otherwise alias g's fields and force reloads */     \
     const int64_t H = g->H, W = g->W, Ho = g->Ho, Wo = g->Wo, sH = g->sH, sW = g->sW;          \
     const int64_t pH = g->pH, pW = g->pW, dH = g->dH, dW = g->dW, kH = g->kH, kW = g->kW;      \
-    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+    y += p0 * Ho * Wo, ind += p0 * Ho * Wo;                                                      \
+    if (kH == 2 && kW == 2 && sH == 2 && sW == 2 && pH == 0 && pW == 0 && dH == 1 && dW == 1 &&  \
+        2 * Ho <= H && 2 * Wo <= W) {                                                            \
+      max2x2_##P(x, y, ind, p0, p1, H, W, Ho, Wo);                                               \
+      return;                                                                                    \
+    }                                                                                            \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
       const T *xp = x + p * H * W;                                                               \
       for (int64_t oh = 0; oh < Ho; oh++) {                                                      \
         const int64_t hs = oh * sH - pH, h1 = min64(hs + (kH - 1) * dH + 1, H);                  \
@@ -82,14 +163,19 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
       }                                                                                          \
     }                                                                                            \
   }                                                                                              \
-  static void max_bwd_##P(const pool_geom *g, const T *gy, const int64_t *ind, T *gx) {          \
+  /* gx's planes p0..p1 are zeroed here (in the chunk that owns them) and then scattered into */ \
+  static void max_bwd_##P(const pool_geom *g, const T *gy, const int64_t *ind, T *gx, int64_t p0, int64_t p1) { \
     const int64_t HW = g->H * g->W, L = g->Ho * g->Wo;                                          \
-    for (int64_t p = 0; p < g->planes; p++, gx += HW)                                            \
+    gx += p0 * HW, gy += p0 * L, ind += p0 * L;                                                  \
+    for (int64_t p = p0; p < p1; p++, gx += HW) {                                                \
+      memset(gx, 0, (size_t)HW * sizeof(T)); /* plane by plane: the scatter finds it in cache */ \
       for (int64_t l = 0; l < L; l++, gy++, ind++)                                               \
         if (*ind >= 0 && *ind < HW) gx[*ind] += *gy; /* a window wholly in padding points nowhere */ \
+    }                                                                                            \
   }                                                                                              \
-  static void avg_fwd_##P(const pool_geom *g, const T *x, T *y) {                                \
-    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+  static void avg_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t p0, int64_t p1) {        \
+    y += p0 * g->Ho * g->Wo;                                                                     \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
       const T *xp = x + p * g->H * g->W;                                                         \
       for (int64_t oh = 0; oh < g->Ho; oh++)                                                     \
         for (int64_t ow = 0; ow < g->Wo; ow++) {                                                 \
@@ -105,8 +191,10 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
         }                                                                                        \
     }                                                                                            \
   }                                                                                              \
-  static void avg_bwd_##P(const pool_geom *g, const T *gy, T *gx) {                              \
-    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+  static void avg_bwd_##P(const pool_geom *g, const T *gy, T *gx, int64_t p0, int64_t p1) {      \
+    gy += p0 * g->Ho * g->Wo;                                                                    \
+    memset(gx + p0 * g->H * g->W, 0, (size_t)((p1 - p0) * g->H * g->W) * sizeof(T));             \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
       T *gp = gx + p * g->H * g->W;                                                              \
       for (int64_t oh = 0; oh < g->Ho; oh++)                                                     \
         for (int64_t ow = 0; ow < g->Wo; ow++, gy++) {                                           \
@@ -119,8 +207,9 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
         }                                                                                        \
     }                                                                                            \
   }                                                                                              \
-  static void adaptive_fwd_##P(const pool_geom *g, const T *x, T *y) {                           \
-    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+  static void adaptive_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t p0, int64_t p1) {   \
+    y += p0 * g->Ho * g->Wo;                                                                     \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
       const T *xp = x + p * g->H * g->W;                                                         \
       for (int64_t oh = 0; oh < g->Ho; oh++) {                                                   \
         int64_t h0 = adaptive_start(oh, g->Ho, g->H), h1 = adaptive_end(oh, g->Ho, g->H);        \
@@ -134,8 +223,10 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
       }                                                                                          \
     }                                                                                            \
   }                                                                                              \
-  static void adaptive_bwd_##P(const pool_geom *g, const T *gy, T *gx) {                         \
-    for (int64_t p = 0; p < g->planes; p++) {                                                    \
+  static void adaptive_bwd_##P(const pool_geom *g, const T *gy, T *gx, int64_t p0, int64_t p1) { \
+    gy += p0 * g->Ho * g->Wo;                                                                    \
+    memset(gx + p0 * g->H * g->W, 0, (size_t)((p1 - p0) * g->H * g->W) * sizeof(T));             \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
       T *gp = gx + p * g->H * g->W;                                                              \
       for (int64_t oh = 0; oh < g->Ho; oh++) {                                                   \
         int64_t h0 = adaptive_start(oh, g->Ho, g->H), h1 = adaptive_end(oh, g->Ho, g->H);        \
@@ -151,6 +242,63 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
 
 DEF_POOL(float, s)
 DEF_POOL(double, d)
+
+/* ---- running a kernel over planes, in parallel --------------------------------------------- */
+
+typedef struct pool_call {
+  const pool_geom *g;
+  pool_kind kind;
+  bool backward;
+  const void *src; /* forward: x; backward: gy */
+  void *dst;       /* forward: y; backward: gx */
+  int64_t *ind;    /* max only */
+} pool_call;
+
+static void pool_chunk(void *ctx, int64_t p0, int64_t p1, int chunk, int worker) {
+  (void)chunk, (void)worker;
+  const pool_call *c = ctx;
+  const pool_geom *g = c->g;
+  const bool f32 = g->dtype == MT_FLOAT32;
+  if (!c->backward) {
+    switch (c->kind) {
+    case POOL_MAX:
+      if (f32) max_fwd_s(g, c->src, c->dst, c->ind, p0, p1);
+      else max_fwd_d(g, c->src, c->dst, c->ind, p0, p1);
+      break;
+    case POOL_AVG:
+      if (f32) avg_fwd_s(g, c->src, c->dst, p0, p1);
+      else avg_fwd_d(g, c->src, c->dst, p0, p1);
+      break;
+    case POOL_ADAPTIVE:
+      if (f32) adaptive_fwd_s(g, c->src, c->dst, p0, p1);
+      else adaptive_fwd_d(g, c->src, c->dst, p0, p1);
+      break;
+    }
+    return;
+  }
+  switch (c->kind) {
+  case POOL_MAX:
+    if (f32) max_bwd_s(g, c->src, c->ind, c->dst, p0, p1);
+    else max_bwd_d(g, c->src, c->ind, c->dst, p0, p1);
+    break;
+  case POOL_AVG:
+    if (f32) avg_bwd_s(g, c->src, c->dst, p0, p1);
+    else avg_bwd_d(g, c->src, c->dst, p0, p1);
+    break;
+  case POOL_ADAPTIVE:
+    if (f32) adaptive_bwd_s(g, c->src, c->dst, p0, p1);
+    else adaptive_bwd_d(g, c->src, c->dst, p0, p1);
+    break;
+  }
+}
+
+/* Planes are independent (each output and gradient plane is written by one chunk), so the
+ * split changes nothing in the results. A chunk is about 32K input elements. */
+static void pool_parallel(const pool_call *c) {
+  const int64_t per_plane = c->g->H * c->g->W + c->g->Ho * c->g->Wo;
+  const int64_t grain = per_plane >= 32768 ? 1 : 32768 / per_plane;
+  mt_parallel_for(c->g->planes, grain, pool_chunk, (void *)c);
+}
 
 /* ---- backward node ------------------------------------------------------------------------ */
 
@@ -172,30 +320,14 @@ static mt_status pool_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **g
   mt_status st;
   if (pn->kind == POOL_MAX && (st = mt_saved_get(&pn->indices, n, &ind))) return st;
   if ((st = mt_contiguous(&gy, gout[0]))) return st;
-  if ((st = mt_zeros(&gx, g->dtype, e->ndim, e->sizes))) {
+  if ((st = mt_empty(&gx, g->dtype, e->ndim, e->sizes))) { /* each chunk zeroes its planes */
     mt_tensor_release(gy);
     return st;
   }
-  const bool f32 = g->dtype == MT_FLOAT32;
-  switch (pn->kind) {
-  case POOL_MAX: /* the saved indices are the forward's fresh contiguous tensor */
-    if (f32) max_bwd_s(g, mt_data(gy), mt_data(ind), mt_data(gx));
-    else max_bwd_d(g, mt_data(gy), mt_data(ind), mt_data(gx));
-    break;
-  case POOL_AVG:
-    if (f32) avg_bwd_s(g, mt_data(gy), mt_data(gx));
-    else avg_bwd_d(g, mt_data(gy), mt_data(gx));
-    break;
-  case POOL_ADAPTIVE:
-    if (f32) adaptive_bwd_s(g, mt_data(gy), mt_data(gx));
-    else adaptive_bwd_d(g, mt_data(gy), mt_data(gx));
-    break;
-  }
+  pool_call c = {.g = g, .kind = pn->kind, .backward = true, .src = mt_data(gy), .dst = mt_data(gx),
+                 .ind = ind ? mt_data(ind) : NULL}; /* the saved indices: the forward's fresh contiguous tensor */
+  pool_parallel(&c);
   mt_tensor_release(gy);
-  if (st) {
-    mt_tensor_release(gx);
-    return st;
-  }
   gin[0] = gx;
   return MT_OK;
 }
@@ -237,21 +369,8 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
   if ((st = mt_contiguous(&x, input)) || (st = mt_empty(&y, g->dtype, nd, sizes)) ||
       (kind == POOL_MAX && (st = mt_empty(&ind, MT_INT64, nd, sizes))))
     goto done;
-  const bool f32 = g->dtype == MT_FLOAT32;
-  switch (kind) {
-  case POOL_MAX:
-    if (f32) max_fwd_s(g, mt_data(x), mt_data(y), mt_data(ind));
-    else max_fwd_d(g, mt_data(x), mt_data(y), mt_data(ind));
-    break;
-  case POOL_AVG:
-    if (f32) avg_fwd_s(g, mt_data(x), mt_data(y));
-    else avg_fwd_d(g, mt_data(x), mt_data(y));
-    break;
-  case POOL_ADAPTIVE:
-    if (f32) adaptive_fwd_s(g, mt_data(x), mt_data(y));
-    else adaptive_fwd_d(g, mt_data(x), mt_data(y));
-    break;
-  }
+  pool_call c = {.g = g, .kind = kind, .src = mt_data(x), .dst = mt_data(y), .ind = ind ? mt_data(ind) : NULL};
+  pool_parallel(&c);
   if (record) {
     pool_node *n = (pool_node *)mt_node_new(sizeof *n, name, pool_backward, pool_release, 1, &input, 1);
     if (!n) st = MT_ENOMEM;

@@ -116,6 +116,32 @@ static inline uint32_t random32(mt_generator *g) {
   return y;
 }
 
+/* k words of the stream into out, exactly as k calls of random32 would draw them (and leaving
+ * the same left/next), but tempering whole runs of the state at once (that loop vectorises).
+ * After a refill, left = MT_N + 1 makes the run state[0 .. MT_N); left + next stays MT_N + 1. */
+static void random32_block(mt_generator *g, uint32_t *out, int64_t k) {
+  while (k > 0) {
+    if (g->left <= 1) {
+      engine_refill(g);
+      g->left = MT_N + 1;
+    }
+    const int64_t take = g->left - 1 < k ? g->left - 1 : k;
+    const uint32_t *s = g->state + g->next;
+    for (int64_t j = 0; j < take; j++) {
+      uint32_t y = s[j];
+      y ^= y >> 11;
+      y ^= (y << 7) & 0x9d2c5680u;
+      y ^= (y << 15) & 0xefc60000u;
+      y ^= y >> 18;
+      out[j] = y;
+    }
+    g->next += (int32_t)take;
+    g->left -= (int32_t)take;
+    out += take;
+    k -= take;
+  }
+}
+
 static inline uint64_t random64(mt_generator *g) {
   uint64_t hi = random32(g);
   return hi << 32 | random32(g);
@@ -639,9 +665,21 @@ typedef void (*iota_fn)(void *data, int64_t n);
     else                                                                                        \
       for (int64_t i = 0; i < n; i++) d[i] = conv_##sfx((int64_t)(random32(g) % range + (uint64_t)base)); \
   }                                                                                             \
+  /* unit_f64(g) < p per element (two words each, high first), drawn 256 elements at a time.    \
+   * unit_f64 is u * 2^-53 for a 53-bit integer u, exactly; p * 2^53 is exact too (p in [0, 1]), \
+   * so the test is u < p * 2^53, i.e. u < ceil(p * 2^53): an integer compare that vectorises.  */ \
   static void bernoulli_##sfx(void *data, int64_t n, double p, mt_generator *g) {               \
     ctype *d = data;                                                                            \
-    for (int64_t i = 0; i < n; i++) d[i] = conv_##sfx(unit_f64(g) < p);                         \
+    const uint64_t lim = (uint64_t)ceil(p * 0x1p53);                                            \
+    uint32_t w[512];                                                                            \
+    for (int64_t i0 = 0; i0 < n; i0 += 256) {                                                  \
+      const int64_t m = n - i0 < 256 ? n - i0 : 256;                                            \
+      random32_block(g, w, 2 * m);                                                              \
+      for (int64_t j = 0; j < m; j++) {                                                         \
+        const uint64_t u = ((uint64_t)w[2 * j] << 32 | w[2 * j + 1]) & UINT64_C(0x1fffffffffffff); \
+        d[i0 + j] = conv_##sfx(u < lim);                                                        \
+      }                                                                                         \
+    }                                                                                           \
   }                                                                                             \
   static void iota_##sfx(void *data, int64_t n) {                                               \
     ctype *d = data;                                                                            \

@@ -1,6 +1,10 @@
 /*
  * tensor.c — tensor headers: lifetime, creation, element access. A tensor is a storage
  * reference plus offset, sizes and strides (in elements); views live in view.c.
+ *
+ * A fresh tensor's header lives in its storage's block (mt_storage_alloc_block): one malloc
+ * per tensor. It is then only dead space once the tensor is released, until the storage
+ * goes too (views keep it). Views get headers of their own.
  */
 #include "mt_internal.h"
 
@@ -15,8 +19,10 @@ MT_API void mt_tensor_release(mt_tensor *t) {
   if (!t || --t->refcount > 0) return;
   mt_tensor_release(t->grad); /* a gradient never has a gradient: no deep recursion */
   mt_node_release(t->grad_fn);
-  mt_storage_release(t->storage);
-  free(t);
+  mt_storage *s = t->storage;
+  bool in_block = mt_storage_holds(s, t); /* then freeing s frees t */
+  mt_storage_release(s);
+  if (!in_block) free(t);
 }
 
 MT_API int64_t mt_numel(const mt_tensor *t) {
@@ -72,10 +78,8 @@ mt_status mt_checked_numel(int ndim, const int64_t *sizes, int64_t *numel) {
   return MT_OK;
 }
 
-static mt_status new_header(mt_tensor **out, mt_storage *s, mt_dtype dt, int64_t offset, int ndim,
-                            const int64_t *sizes, const int64_t *strides) {
-  mt_tensor *t = malloc(sizeof *t);
-  if (!t) return mt_fail(MT_ENOMEM, "out of memory");
+static void init_header(mt_tensor *t, mt_storage *s, mt_dtype dt, int64_t offset, int ndim, const int64_t *sizes,
+                        const int64_t *strides) {
   memset(t, 0, sizeof *t);
   t->storage = s;
   t->offset = offset;
@@ -86,6 +90,13 @@ static mt_status new_header(mt_tensor **out, mt_storage *s, mt_dtype dt, int64_t
     memcpy(t->sizes, sizes, (size_t)ndim * sizeof *sizes);
     memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
   }
+}
+
+static mt_status new_header(mt_tensor **out, mt_storage *s, mt_dtype dt, int64_t offset, int ndim,
+                            const int64_t *sizes, const int64_t *strides) {
+  mt_tensor *t = malloc(sizeof *t);
+  if (!t) return mt_fail(MT_ENOMEM, "out of memory");
+  init_header(t, s, dt, offset, ndim, sizes, strides);
   *out = t;
   return MT_OK;
 }
@@ -99,9 +110,11 @@ static mt_status alloc_tensor(mt_tensor **out, mt_dtype dt, int ndim, const int6
     return mt_fail(MT_ENOMEM, "tensor size overflows");
   mt_contiguous_strides(ndim, sizes, strides);
   mt_storage *s;
-  if ((st = mt_storage_alloc(&s, (size_t)nbytes, zero))) return st;
-  if ((st = new_header(out, s, dt, 0, ndim, sizes, strides))) mt_storage_release(s);
-  return st;
+  void *hdr;
+  if ((st = mt_storage_alloc_block(&s, (size_t)nbytes, zero, sizeof(mt_tensor), &hdr))) return st;
+  init_header(hdr, s, dt, 0, ndim, sizes, strides);
+  *out = hdr;
+  return MT_OK;
 }
 
 MT_API mt_status mt_empty(mt_tensor **out, mt_dtype dt, int ndim, const int64_t *sizes) {
@@ -153,7 +166,8 @@ MT_API mt_status mt_from_storage(mt_tensor **out, mt_storage *s, mt_dtype dt, in
     if (mt_mul_overflow(sizes[d] - 1, strides[d], &span) || mt_add_overflow(last, span, &last))
       return mt_fail(MT_EINDEX, "view extent overflows");
   }
-  if (numel > 0 && (mt_mul_overflow(last + 1, esize, &nbytes) || (uint64_t)nbytes > mt_storage_nbytes(s)))
+  if (numel > 0 && (last == INT64_MAX || mt_mul_overflow(last + 1, esize, &nbytes) ||
+                    (uint64_t)nbytes > mt_storage_nbytes(s)))
     return mt_fail(MT_EINDEX, "view reaches element %lld but the storage holds only %lld elements of %s",
                    (long long)last, (long long)(mt_storage_nbytes(s) / (size_t)esize), mt_dtype_name(dt));
   if ((st = new_header(out, s, dt, offset, ndim, sizes, strides))) return st;

@@ -188,6 +188,35 @@ static const bool saves_output[MT_NUM_UNOPS] = {GRAD_OPS(ROW_SAVES)};
 
 /* ---- shared plumbing --------------------------------------------------------------------- */
 
+/* A contiguous loop over `nops` operands split across the pool: each element is computed the
+ * same way whatever the split, so results do not depend on the thread count. 32K elements a
+ * chunk (~10 us of the cheapest op) keeps small tensors inline. */
+typedef struct split_loop {
+  mt_loop_fn loop;
+  int nops;
+  char *data[3];
+  const int64_t *strides;
+  void *ctx;
+} split_loop;
+
+static void split_chunk(void *p, int64_t b, int64_t e, int chunk, int worker) {
+  (void)chunk, (void)worker;
+  const split_loop *sl = p;
+  char *data[3];
+  for (int k = 0; k < sl->nops; k++) data[k] = sl->data[k] + b * sl->strides[k];
+  sl->loop(data, sl->strides, e - b, sl->ctx);
+}
+
+static void run_split(mt_loop_fn loop, int nops, char **data, const int64_t *strides, int64_t n, void *ctx) {
+  if (n < 65536) {
+    loop(data, strides, n, ctx);
+    return;
+  }
+  split_loop sl = {.loop = loop, .nops = nops, .strides = strides, .ctx = ctx};
+  for (int k = 0; k < nops; k++) sl.data[k] = data[k];
+  mt_parallel_for(n, 32768, split_chunk, &sl);
+}
+
 /* Runs a 2-operand loop over (out, in); in broadcasts to out. */
 static mt_status run2(mt_tensor *out, const mt_tensor *in, mt_loop_fn loop, void *ctx) {
   int64_t n = mt_numel(out);
@@ -195,7 +224,7 @@ static mt_status run2(mt_tensor *out, const mt_tensor *in, mt_loop_fn loop, void
   if (mt_is_contiguous(out) && mt_is_contiguous(in) && mt_numel(in) == n) {
     char *data[2] = {mt_data(out), mt_data(in)};
     int64_t strides[2] = {(int64_t)mt_dtype_size(out->dtype), (int64_t)mt_dtype_size(in->dtype)};
-    loop(data, strides, n, ctx);
+    run_split(loop, 2, data, strides, n, ctx);
     return MT_OK;
   }
   mt_iter it;
@@ -480,7 +509,7 @@ static mt_status fused_grad(mt_tensor **out, const mt_loop_fn *loops, const mt_t
     const int64_t es = (int64_t)mt_dtype_size(c);
     char *data[3] = {mt_data(res), mt_data(gc), mt_data(vc)};
     int64_t strides[3] = {es, es, es};
-    loop(data, strides, n, ctx);
+    run_split(loop, 3, data, strides, n, ctx);
   } else {
     mt_iter it;
     const mt_tensor *ops[3] = {res, gc, vc};

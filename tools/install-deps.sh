@@ -16,6 +16,9 @@ PACKAGES=(
   libzip-dev
   zlib1g-dev
   libcjson-dev    # safetensors headers
+  libdeflate-dev  # fast CRC-32 for the zip records
+  libopenmpi-dev  # torch.distributed (MPI); the build goes on without it, distributed then says so
+  openmpi-bin     # mpirun, for the distributed tests and examples
   luarocks
   lua-busted
   python3-torch   # brings python3-numpy; only for the tests that compare with PyTorch

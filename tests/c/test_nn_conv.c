@@ -585,10 +585,10 @@ static void test_layouts(void) {
   mt_tensor_release(nhwc), mt_tensor_release(nchw), mt_tensor_release(cont), mt_tensor_release(k);
 }
 
-/* A batch whose columns exceed one chunk (nn_conv.c works through it in pieces) gives what
- * each element gives alone, forward and backward (grad_weight accumulates over chunks). */
+/* A batch that nn_conv.c's backward splits into chunks (each with its own grad_weight
+ * partial, summed in chunk order) gives what each element gives alone, forward and backward. */
 static void test_batch_chunks(void) {
-  const int64_t N = 40, s1[2] = {1, 1}, p1[2] = {1, 1}; /* 16, 16 and 8 with nn_conv.c's budget */
+  const int64_t N = 40, s1[2] = {1, 1}, p1[2] = {1, 1}; /* 8 chunks of 5 with nn_conv.c's constants */
   mt_tensor *x = gc_tensor(4, (const int64_t[]){N, 3, 32, 32}, -1, 1, 50), *w = gc_tensor(4, (const int64_t[]){4, 3, 3, 3}, -1, 1, 51);
   mt_tensor *b = gc_tensor(1, (const int64_t[]){4}, -1, 1, 52), *y = NULL, *g = NULL, *gw_sum = NULL;
   OK(mt_requires_grad_(x, true));

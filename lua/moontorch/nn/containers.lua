@@ -165,8 +165,8 @@ end
 
 -- Each layer's output is the next one's input.
 function Sequential:forward(x)
-  local values = self._values
-  for _, name in ipairs(self._modules) do x = values[name](x) end
+  local values, names = self._values, self._modules
+  for i = 1, #names do x = values[names[i]](x) end -- a numeric loop: no ipairs calls
   return x
 end
 

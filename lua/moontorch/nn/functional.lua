@@ -46,6 +46,29 @@ end
 -- call's arguments (positional ones, then optionally a trailing options table naming any
 -- parameter but the first) and returns the values in positional order, `defaults` filling the
 -- nils.
+--
+-- Most calls (and every layer's forward) pass positional arguments only: those go through a
+-- generated function without a table, varargs packing or pairs() (a noticeable part of a small
+-- model's forward); a call whose last argument is a table takes the general path.
+local function fast_path(fname, count, fill, general)
+  local params, src = {}, {}
+  for i = 1, count do params[i] = "a" .. i end
+  local plist = table.concat(params, ", ")
+  src[#src + 1] = "local general, select, type"
+  for j = 1, #fill do src[#src + 1] = ", d" .. j end
+  src[#src + 1] = " = ...\nreturn function(...)\n  local n = select('#', ...)\n"
+  src[#src + 1] = "  if n == 0 or n > " .. count .. " or type((select(n, ...))) == 'table' then return general(...) end\n"
+  src[#src + 1] = "  local " .. plist .. " = ...\n"
+  local values = {}
+  for j, f in ipairs(fill) do
+    src[#src + 1] = string.format("  if a%d == nil then a%d = d%d end\n", f[1], f[1], j)
+    values[j] = f[2]
+  end
+  src[#src + 1] = "  return " .. plist .. "\nend\n"
+  local chunk = assert(load(table.concat(src), "=(signature " .. fname .. ")", "t", {}))
+  return chunk(general, select, type, table.unpack(values, 1, #fill))
+end
+
 local function signature(fname, names, defaults)
   local position = {}
   for i, name in ipairs(names) do position[name] = i end
@@ -54,8 +77,9 @@ local function signature(fname, names, defaults)
     assert(position[name], name)
     fill[#fill + 1] = { position[name], v }
   end
+  table.sort(fill, function(x, y) return x[1] < y[1] end) -- a fixed order for the generated code
   local count = #names
-  return function(...)
+  return fast_path(fname, count, fill, function(...)
     local n = select("#", ...)
     local args = { ... }
     local opts = args[n]
@@ -79,7 +103,7 @@ local function signature(fname, names, defaults)
       if args[f[1]] == nil then args[f[1]] = f[2] end
     end
     return table.unpack(args, 1, count)
-  end
+  end)
 end
 
 -- PyTorch's deprecated size_average / reduce pair, when either is given, decides the reduction.

@@ -42,7 +42,13 @@ end
 
 function Linear:reset_parameters() U.reset_fan_in(self.weight, self.bias) end
 
-function Linear:forward(x) return F.linear(x, self.weight, self.bias) end
+-- Forwards read registered parameters and buffers from self._values directly: Module's
+-- __index is a function, one metamethod call per read (registered names never exist in the
+-- class chain). Plain fields fall back to self.name when nil there.
+function Linear:forward(x)
+  local v = self._values
+  return F.linear(x, v.weight, v.bias)
+end
 
 function Linear:extra_repr()
   return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
@@ -96,8 +102,7 @@ function Embedding:reset_parameters()
 end
 
 function Embedding:forward(ids)
-  return F.embedding(ids, self.weight, { padding_idx = self.padding_idx, max_norm = self.max_norm,
-    norm_type = self.norm_type })
+  return F.embedding(ids, self.weight, self.padding_idx, self.max_norm, self.norm_type)
 end
 
 function Embedding:extra_repr()
@@ -182,15 +187,22 @@ local function batchnorm_methods(cls, cname, ranks, expected)
       error(string.format("moontorch.nn.%s: expected %s input (got %s)", cname, expected,
         torch.is_tensor(x) and (x:dim() .. "D") or type(x)), 0)
     end
-    local factor = self.momentum or 0.0
-    if self.training and self.track_running_stats and self.num_batches_tracked ~= nil then
-      self.num_batches_tracked:add_(1)
-      if self.momentum == nil then factor = 1.0 / self.num_batches_tracked:item() end
+    local v, training = self._values, self.training
+    local momentum, eps, track = v.momentum, v.eps, v.track_running_stats
+    if momentum == nil then momentum = self.momentum end
+    if eps == nil then eps = self.eps end
+    if track == nil then track = self.track_running_stats end
+    local factor = momentum or 0.0
+    local tracked = v.num_batches_tracked
+    if training and track and tracked ~= nil then
+      tracked:add_(1)
+      if momentum == nil then factor = 1.0 / tracked:item() end
     end
-    local use_batch_stats = self.training or (self.running_mean == nil and self.running_var == nil)
-    local pass_stats = not self.training or self.track_running_stats
-    return F.batch_norm(x, pass_stats and self.running_mean or nil, pass_stats and self.running_var or nil,
-      self.weight, self.bias, use_batch_stats, factor, self.eps)
+    local running_mean, running_var = v.running_mean, v.running_var
+    local use_batch_stats = training or (running_mean == nil and running_var == nil)
+    local pass_stats = not training or track
+    return F.batch_norm(x, pass_stats and running_mean or nil, pass_stats and running_var or nil,
+      v.weight, v.bias, use_batch_stats, factor, eps)
   end
 
   function cls:extra_repr()
@@ -237,7 +249,7 @@ function LayerNorm:reset_parameters()
 end
 
 function LayerNorm:forward(x)
-  return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, { eps = self.eps })
+  return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 end
 
 function LayerNorm:extra_repr()
@@ -255,7 +267,11 @@ local function dropout_class(cname, fn)
     self.inplace = a.inplace and true or false
   end
   function cls:forward(x)
-    return F[fn](x, { p = self.p, training = self.training, inplace = self.inplace })
+    local v = self._values
+    local p, inplace = v.p, v.inplace
+    if p == nil then p = self.p end
+    if inplace == nil then inplace = self.inplace end
+    return F[fn](x, p, self.training, inplace)
   end
   function cls:extra_repr() return U.fields(self, { "p", "inplace" }) end
   return cls
@@ -282,18 +298,22 @@ end
 local function inplace_repr(self) return self.inplace and "inplace=True" or "" end
 
 L.ReLU = activation("ReLU", { "inplace", defaults = { inplace = false } },
-  function(self, x) return F.relu(x, { inplace = self.inplace }) end, inplace_repr)
+  function(self, x)
+    local inplace = self._values.inplace
+    if inplace == nil then inplace = self.inplace end
+    return F.relu(x, inplace)
+  end, inplace_repr)
 
 L.LeakyReLU = activation("LeakyReLU", { "negative_slope", "inplace", defaults = { negative_slope = 1e-2, inplace = false } },
-  function(self, x) return F.leaky_relu(x, self.negative_slope, { inplace = self.inplace }) end,
+  function(self, x) return F.leaky_relu(x, self.negative_slope, self.inplace) end,
   function(self) return "negative_slope=" .. U.repr(self.negative_slope) .. (self.inplace and ", inplace=True" or "") end)
 
 L.GELU = activation("GELU", { "approximate", defaults = { approximate = "none" } },
-  function(self, x) return F.gelu(x, { approximate = self.approximate }) end,
+  function(self, x) return F.gelu(x, self.approximate) end,
   function(self) return "approximate=" .. U.repr(self.approximate) end)
 
 L.SiLU = activation("SiLU", { "inplace", defaults = { inplace = false } },
-  function(self, x) return F.silu(x, { inplace = self.inplace }) end, inplace_repr)
+  function(self, x) return F.silu(x, self.inplace) end, inplace_repr)
 
 L.Tanh = activation("Tanh", {}, function(_, x) return F.tanh(x) end)
 L.Sigmoid = activation("Sigmoid", {}, function(_, x) return F.sigmoid(x) end)
@@ -316,7 +336,13 @@ L.LogSoftmax = activation("LogSoftmax", { "dim" },
 
 -- Flatten(start_dim = 2, end_dim = -1): 1-based, so the batch dim stays, as PyTorch's default.
 L.Flatten = activation("Flatten", { "start_dim", "end_dim", defaults = { start_dim = 2, end_dim = -1 } },
-  function(self, x) return x:flatten(self.start_dim, self.end_dim) end,
+  function(self, x)
+    local v = self._values
+    local s, e = v.start_dim, v.end_dim
+    if s == nil then s = self.start_dim end
+    if e == nil then e = self.end_dim end
+    return x:flatten(s, e)
+  end,
   function(self) return U.fields(self, { "start_dim", "end_dim" }) end)
 
 -- Identity ignores its constructor arguments, as PyTorch's does.

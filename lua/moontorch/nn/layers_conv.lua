@@ -80,13 +80,20 @@ local function conv_class(cname, n, fn)
   function cls:__init(...) conv_init(self, cname, n, ...) end
   function cls:reset_parameters() U.reset_fan_in(self.weight, self.bias, true) end
   function cls:forward(x)
-    local stride, padding, dilation = self.stride, self.padding, self.dilation
+    -- fields straight from self._values (Module's __index is a function call per read); a nil
+    -- one falls back to self.name, the class chain
+    local v = self._values
+    local stride, padding, dilation, groups = v.stride, v.padding, v.dilation, v.groups
+    if stride == nil then stride = self.stride end
+    if padding == nil then padding = self.padding end
+    if dilation == nil then dilation = self.dilation end
+    if groups == nil then groups = self.groups end
     if n == 1 then -- F.conv1d takes plain ints where PyTorch's _single tuples hold one
       stride, dilation = stride[1], dilation[1]
       if type(padding) == "table" then padding = padding[1] end
     end
-    return F[fn](x, self.weight, self.bias, { stride = stride, padding = padding, dilation = dilation,
-      groups = self.groups })
+    -- positional (as every forward here): F's parser then allocates nothing
+    return F[fn](x, v.weight, v.bias, stride, padding, dilation, groups)
   end
   function cls:extra_repr()
     local s = string.format("%d, %d, kernel_size=%s, stride=%s", self.in_channels, self.out_channels,
@@ -135,8 +142,12 @@ end
 -- Returns the pooled tensor, and with return_indices also the 1-based flat positions of the
 -- maxima within each input plane.
 function MaxPool2d:forward(x)
-  return F.max_pool2d(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    dilation = self.dilation, ceil_mode = self.ceil_mode, return_indices = self.return_indices })
+  local v = self._values -- as in conv's forward: no __index call per field
+  local k, s, p, d, c, r = v.kernel_size, v.stride, v.padding, v.dilation, v.ceil_mode, v.return_indices
+  if k == nil or s == nil or p == nil or d == nil or c == nil or r == nil then
+    k, s, p, d, c, r = self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+  end
+  return F.max_pool2d(x, k, s, p, d, c, r)
 end
 
 function MaxPool2d:extra_repr()
@@ -158,9 +169,8 @@ function AvgPool2d:__init(...)
 end
 
 function AvgPool2d:forward(x)
-  return F.avg_pool2d(x, self.kernel_size, { stride = self.stride, padding = self.padding,
-    ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad,
-    divisor_override = self.divisor_override })
+  return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+    self.divisor_override)
 end
 
 function AvgPool2d:extra_repr() return U.fields(self, { "kernel_size", "stride", "padding" }) end

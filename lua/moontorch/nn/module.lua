@@ -98,6 +98,22 @@ end
 
 local function class_tostring(cls) return "<class " .. rawget(cls, "__name") .. ">" end
 
+-- model(x) is self:forward(x), forward resolved as __index resolves it (the instance's own
+-- values, then the class chain), but without that metamethod call nor getmetatable (which
+-- interns "__metatable" on every call): each class gets its own __call that knows the class.
+-- A class that sets its own __call keeps it (and its subclasses inherit that one).
+local generated_call = setmetatable({}, { __mode = "k" })
+
+local function make_call(cls)
+  local function call(self, ...)
+    local forward = self._values.forward
+    if forward == nil then forward = cls.forward end
+    return forward(self, ...)
+  end
+  generated_call[call] = true
+  return call
+end
+
 local function make_class(name, parent)
   local cls = {}
   if parent then
@@ -105,6 +121,7 @@ local function make_class(name, parent)
     for k, v in pairs(parent) do
       if type(k) == "string" and k:sub(1, 2) == "__" and k ~= "__name" and k ~= "__init" then rawset(cls, k, v) end
     end
+    if generated_call[rawget(cls, "__call")] then rawset(cls, "__call", make_call(cls)) end
   end
   rawset(cls, "__name", name)
   rawset(cls, "super", parent)
@@ -619,7 +636,7 @@ end
 Module.__index = module_index
 Module.__newindex = module_newindex
 Module.__tostring = module_repr
-Module.__call = function(self, ...) return self:forward(...) end
+Module.__call = make_call(Module)
 rawset(Module, "__name", "Module")
 setmetatable(Module, { __call = construct, __tostring = class_tostring })
 class_set[Module] = true

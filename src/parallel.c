@@ -1,0 +1,183 @@
+/*
+ * parallel.c — the library's one thread pool and its threading policy (contract in
+ * mt_internal.h, "parallel loops").
+ *
+ * Policy: one thread count for the whole library, used by our kernels and given to OpenBLAS
+ * (openblas_set_num_threads), so the two never ask for more threads than cores. The default is
+ * the number of CPUs this process may run on (sched_getaffinity), MOONTORCH_NUM_THREADS
+ * overrides it at load time and mt_set_num_threads at any time. Our kernels and OpenBLAS calls
+ * never overlap: a parallel loop returns only when all its chunks are done, and the pool's
+ * workers sleep on a condition variable between loops (no spinning that would take a core
+ * from OpenBLAS's threads).
+ *
+ * Determinism: a loop's chunks depend only on (n, grain), never on the thread count or on
+ * which thread runs which chunk, so per-chunk partial results combined in chunk order give the
+ * same bits with 1 thread or 8, run after run.
+ */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "mt_internal.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* OpenBLAS's own thread control (every Debian build of libopenblas exports it). */
+extern void openblas_set_num_threads(int num_threads);
+
+typedef struct job {
+  mt_parallel_fn fn;
+  void *ctx;
+  int64_t n, chunk_len;
+  int nchunks;
+  int nworkers;         /* pool workers allowed to join (thread count - 1) */
+  atomic_int next;      /* next chunk to hand out */
+} job;
+
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t work;  /* workers wait here for a new generation */
+  pthread_cond_t done;  /* the caller waits here for active == 0 */
+  uint64_t gen;         /* bumped for each job handed to the workers */
+  job *job;             /* the current job, NULL between jobs */
+  int active;           /* workers that hold a pointer to `job` */
+  int nstarted;         /* workers created so far (they live until exit) */
+  pthread_t threads[MT_PARALLEL_MAX_THREADS];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+static atomic_int num_threads = 1;
+static atomic_flag busy = ATOMIC_FLAG_INIT; /* a loop is on the pool: others run inline */
+static _Thread_local int worker_id = -1;      /* >= 1 on pool workers, -1 elsewhere */
+
+static int clamp_threads(long n) {
+  if (n < 1) return 1;
+  return n > MT_PARALLEL_MAX_THREADS ? MT_PARALLEL_MAX_THREADS : (int)n;
+}
+
+/* At load time, before any kernel or OpenBLAS call: the default count, or the environment's.
+ * OpenBLAS (a dependency) is initialised before this constructor runs. */
+__attribute__((constructor)) static void parallel_init(void) {
+  long n = 1;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  const char *env = getenv("MOONTORCH_NUM_THREADS");
+  if (env && *env) {
+    char *end;
+    errno = 0;
+    long v = strtol(env, &end, 10);
+    if (errno == 0 && *end == '\0' && v >= 1) n = v; /* a bad value keeps the default */
+  }
+  atomic_store(&num_threads, clamp_threads(n));
+  openblas_set_num_threads(atomic_load(&num_threads));
+}
+
+mt_status mt_set_num_threads(int n) {
+  if (n < 1) return mt_fail(MT_EARG, "set_num_threads: the thread count must be at least 1, got %d", n);
+  if (n > MT_PARALLEL_MAX_THREADS)
+    return mt_fail(MT_EARG, "set_num_threads: at most %d threads, got %d", MT_PARALLEL_MAX_THREADS, n);
+  atomic_store(&num_threads, n);
+  openblas_set_num_threads(n);
+  return MT_OK;
+}
+
+int mt_get_num_threads(void) { return atomic_load(&num_threads); }
+
+int mt_parallel_chunks(int64_t n, int64_t grain) {
+  if (n <= 0) return 0;
+  if (grain < 1) grain = 1;
+  int64_t k = (n + grain - 1) / grain;
+  return k > MT_PARALLEL_MAX_CHUNKS ? MT_PARALLEL_MAX_CHUNKS : (int)k;
+}
+
+/* Chunk c covers [c*n/k, (c+1)*n/k): sizes differ by at most one, fixed by n and k alone. */
+static void run_chunk(const job *j, int c, int worker) {
+  int64_t b = (int64_t)((__int128)j->n * c / j->nchunks);
+  int64_t e = (int64_t)((__int128)j->n * (c + 1) / j->nchunks);
+  j->fn(j->ctx, b, e, c, worker);
+}
+
+static void take_chunks(job *j, int worker) {
+  int c;
+  while ((c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks) run_chunk(j, c, worker);
+}
+
+static void *worker_main(void *arg) {
+  worker_id = (int)(intptr_t)arg;
+  uint64_t seen = 0;
+  pthread_mutex_lock(&pool.lock);
+  for (;;) {
+    while (pool.gen == seen) pthread_cond_wait(&pool.work, &pool.lock);
+    seen = pool.gen;
+    job *j = pool.job;
+    if (!j || worker_id > j->nworkers) continue; /* woke after that job ended, or not asked */
+    pool.active++;
+    pthread_mutex_unlock(&pool.lock);
+    take_chunks(j, worker_id);
+    pthread_mutex_lock(&pool.lock);
+    if (--pool.active == 0) pthread_cond_signal(&pool.done);
+  }
+  return NULL;
+}
+
+/* Keeps the code the workers run mapped for good. The Lua module is dlclose'd when its Lua
+ * state closes, while the workers (which never exit) sleep inside it; a host that goes on
+ * running would have them wake into unmapped code. RTLD_NODELETE on our own object prevents
+ * that (for a program linking the static library, it pins the program: harmless). */
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)&worker_main, &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/* Creates workers up to `want` (called with pool.lock held). Returns how many exist; a failed
+ * pthread_create just leaves fewer helpers (the caller runs the rest of the chunks). */
+static int ensure_workers(int want) {
+  if (pool.nstarted == 0 && want > 0) pin_library();
+  while (pool.nstarted < want) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Workers inherit a blocked signal mask so that signals go to the host's own threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&pool.threads[pool.nstarted], &attr, worker_main, (void *)(intptr_t)(pool.nstarted + 1));
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) break;
+    pool.nstarted++;
+  }
+  return pool.nstarted;
+}
+
+void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
+  job j = {.fn = fn, .ctx = ctx, .n = n, .nchunks = mt_parallel_chunks(n, grain)};
+  if (j.nchunks == 0) return;
+  int threads = atomic_load_explicit(&num_threads, memory_order_relaxed);
+  /* Inline: one chunk, one thread, inside a pool worker (nested), or the pool is taken by
+   * another loop (another host thread, or a nested call on the caller's thread). */
+  if (j.nchunks == 1 || threads == 1 || worker_id >= 0 || atomic_flag_test_and_set(&busy)) {
+    for (int c = 0; c < j.nchunks; c++) run_chunk(&j, c, 0);
+    return;
+  }
+  int helpers = (threads < j.nchunks ? threads : j.nchunks) - 1;
+  pthread_mutex_lock(&pool.lock);
+  helpers = ensure_workers(helpers) < helpers ? pool.nstarted : helpers;
+  j.nworkers = helpers;
+  pool.job = &j;
+  pool.gen++;
+  pthread_cond_broadcast(&pool.work);
+  pthread_mutex_unlock(&pool.lock);
+
+  worker_id = 0; /* nested loops in the caller's own chunks run inline */
+  take_chunks(&j, 0);
+  worker_id = -1;
+
+  pthread_mutex_lock(&pool.lock);
+  while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.lock);
+  pool.job = NULL; /* a worker that wakes late sees no job */
+  pthread_mutex_unlock(&pool.lock);
+  atomic_flag_clear(&busy);
+}
