@@ -67,6 +67,7 @@ torch._VERSION = "0.1.0"
 local SUBPACKAGES = {
   nn = "moontorch.nn", optim = "moontorch.optim", jit = "moontorch.jit",
   utils = "moontorch.utils", datasets = "moontorch.datasets",
+  distributed = "moontorch.distributed",
 }
 setmetatable(torch, {
   __index = function(t, k)

@@ -4,6 +4,7 @@
 --   Sequential, ModuleList, ModuleDict                         (containers.lua)
 --   the layers, recurrent layers and losses                    (layers*.lua, rnn.lua, loss.lua)
 --   nn.functional, nn.init, nn.utils                            (functional.lua, initializers.lua, utils.lua)
+--   nn.parallel (DistributedDataParallel)                      (parallel.lua)
 --
 -- The files below may `require "moontorch.nn"` themselves: the table is in package.loaded
 -- before they load, holding what has been assembled so far (Module and Parameter first).
@@ -36,5 +37,6 @@ merge "moontorch.nn.layers"
 merge "moontorch.nn.layers_conv"
 merge "moontorch.nn.rnn"
 merge "moontorch.nn.loss"
+nn.parallel = require "moontorch.nn.parallel"
 
 return nn

@@ -447,6 +447,97 @@ function RandomSampler:done()
   if self.generator and self._n then core._randperm(self._n, self.generator) end
 end
 
+local DistributedSampler = class("DistributedSampler")
+data.DistributedSampler = DistributedSampler
+
+local DIST_OPTIONS = { num_replicas = true, rank = true, shuffle = true, seed = true, drop_last = true }
+
+-- DistributedSampler(dataset[, {num_replicas, rank, shuffle = true, seed = 0, drop_last = false}]):
+-- this rank's share of the dataset, as PyTorch 1.13's sampler of the same name picks it, index
+-- for index (1-based here). Each pass permutes 1..#dataset with a Generator seeded with
+-- seed + epoch (the same permutation on every rank: call set_epoch(e) before each epoch, or
+-- every epoch repeats the first one's order), then pads the list by repeating it from its start
+-- to a multiple of num_replicas (drop_last = false) or cuts it down to one (drop_last = true),
+-- and keeps every num_replicas-th index from position rank (0-based, as torch.distributed
+-- numbers ranks). num_replicas and rank default to the process group's world size and rank.
+function DistributedSampler:new(dataset, opts)
+  local F = "DistributedSampler"
+  opts = check_options(F, opts, DIST_OPTIONS)
+  local n = dataset_len(F, dataset)
+  local replicas, rank = opts.num_replicas, opts.rank
+  if replicas == nil or rank == nil then
+    local dist = torch.distributed
+    if not dist.is_initialized() then
+      fail(F, "%s not given and the default process group is not initialized: pass {num_replicas = N, rank = R}, "
+        .. "or call torch.distributed.init_process_group() first (under mpirun)",
+        replicas == nil and rank == nil and "num_replicas and rank are" or (replicas == nil and "num_replicas is" or "rank is"))
+    end
+    if replicas == nil then replicas = dist.get_world_size() end
+    if rank == nil then rank = dist.get_rank() end
+  end
+  if mtype(replicas) ~= "integer" or replicas < 1 then
+    fail(F, "num_replicas must be a positive integer, got %s", tostring(replicas))
+  end
+  if mtype(rank) ~= "integer" or rank < 0 or rank >= replicas then
+    fail(F, "Invalid rank %s, rank should be in the interval [0, %d]", tostring(rank), replicas - 1)
+  end
+  local function flag(name, default)
+    local v = opts[name]
+    if v == nil then return default end
+    if type(v) ~= "boolean" then fail(F, "%s must be a boolean, got %s", name, typename(v)) end
+    return v
+  end
+  local seed = opts.seed
+  if seed == nil then seed = 0 end
+  if mtype(seed) ~= "integer" then fail(F, "seed must be an integer, got %s", tostring(seed)) end
+  self.dataset, self.num_replicas, self.rank, self.seed = dataset, replicas, rank, seed
+  self.shuffle, self.drop_last, self.epoch = flag("shuffle", true), flag("drop_last", false), 0
+  -- PyTorch's counts: drop_last cuts the tail that does not divide evenly.
+  if self.drop_last and n % replicas ~= 0 then
+    self.num_samples = -((replicas - n) // replicas) -- ceil((n - replicas) / replicas): 0 when n < replicas
+  else
+    self.num_samples = -(-n // replicas)
+  end
+  self.total_size = self.num_samples * replicas
+  self._n = n
+end
+
+-- set_epoch(e): the next passes permute with seed + e (PyTorch's sampler.set_epoch).
+function DistributedSampler:set_epoch(epoch)
+  if mtype(epoch) ~= "integer" then fail("DistributedSampler.set_epoch", "epoch must be an integer, got %s", tostring(epoch)) end
+  self.epoch = epoch
+end
+
+-- The samples this rank sees per pass.
+function DistributedSampler:__len() return self.num_samples end
+
+function DistributedSampler:__tostring()
+  return string.format("moontorch.utils.data.DistributedSampler(rank %d of %d, %d of %d samples, shuffle=%s, seed=%d, epoch=%d)",
+    self.rank, self.num_replicas, self.num_samples, #self.dataset, tostring(self.shuffle), self.seed, self.epoch)
+end
+
+-- One pass's 1-based indices for this rank (an int64 tensor of #self entries).
+function DistributedSampler:indices()
+  local n, total, replicas = #self.dataset, self.total_size, self.num_replicas
+  if n ~= self._n then -- the counts were computed for the old size
+    fail("DistributedSampler", "the dataset changed size (%d samples, was %d); make a new sampler", n, self._n)
+  end
+  if total == 0 then return torch.zeros(0, { dtype = "int64" }) end
+  local all
+  if self.shuffle then
+    all = core._randperm(n, torch.Generator(self.seed + self.epoch))
+  else
+    all = torch.arange(1, n + 1, { dtype = "int64" })
+  end
+  if total > n then -- pad by repeating the list from its start
+    local copies = {}
+    for i = 1, -(-total // n) do copies[i] = all end
+    all = torch.cat(copies, 1)
+  end
+  -- Rows of num_replicas consecutive positions; column rank + 1 holds positions rank, rank + R, ...
+  return all:narrow(1, 1, total):view(self.num_samples, replicas):select(2, self.rank + 1):contiguous()
+end
+
 -- ---------------------------------------------------------------------------------------------
 -- DataLoader
 
