@@ -14,7 +14,7 @@ LUA_ENV := LUA_PATH="$(ROOT)/lua/?.lua;$(ROOT)/lua/?/init.lua;;" \
            LUA_CPATH="$(abspath $(BUILD_DIR))/?.so;;" \
            LUA_CPATH_5_4="$(abspath $(BUILD_DIR))/?.so;;"
 
-.PHONY: all deps build test test-sanitize fuzz demo rock bench clean
+.PHONY: all deps build test test-sanitize fuzz fuzz-regression demo rock bench bench-ddp clean
 
 all: build
 
@@ -37,10 +37,16 @@ test-sanitize:
 	@JOBS=$(JOBS) tools/run-sanitized.sh
 
 # libFuzzer harnesses (fuzz/fuzz_*.c) built with clang into build-fuzz/ and run FUZZ_SECONDS
-# (default 60) each on fuzz/corpus/; crashing inputs land in fuzz/crashes/ and fail the target.
+# (default 60) each on fuzz/corpus/ + fuzz/regressions/; new crashing inputs are copied to
+# fuzz/crashes/ and fail the target. Ends with "N passed, N failed" (one per harness).
 fuzz:
 	MOONTORCH_EXTRA_PACKAGES="clang libclang-rt-14-dev $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-60} FUZZ_JOBS=$(JOBS) fuzz/run.sh
+
+# Replays every kept fuzz input (fuzz/regressions/, fuzz/crashes/) through its harness: the
+# CTest test_fuzz_regressions, which `make test` runs too; this runs it alone.
+fuzz-regression: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -R '^test_fuzz_regressions$$'
 
 # Fashion-MNIST end to end (examples/fashion_mnist.lua; its options go in DEMO_ARGS, e.g.
 # DEMO_ARGS="--epochs 3"). Installs Debian's dataset-fashion-mnist along with the rest; writes
@@ -57,6 +63,13 @@ demo:
 bench:
 	MOONTORCH_EXTRA_PACKAGES="lua-socket $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
 	BUILD_DIR=$(BUILD_DIR) bench/run.sh $(BENCH_ARGS)
+
+# Data-parallel step time (issue 10; docs/performance.md): the conv net of `make bench` in one
+# process and on 2 MPI ranks with DistributedDataParallel, and the communication share.
+bench-ddp:
+	MOONTORCH_EXTRA_PACKAGES="lua-socket $(MOONTORCH_EXTRA_PACKAGES)" tools/install-deps.sh
+	$(MAKE) build
+	$(LUA_ENV) $(LUA) bench/ddp_bench.lua $(BENCH_ARGS)
 
 # As root this installs into the system tree (/usr/local): `lua5.4 -l moontorch` then works in
 # any directory. LuaRocks' cmake backend builds serially unless told otherwise.

@@ -1,8 +1,11 @@
 /* libFuzzer harness: the checkpoint loader (zip + pickle + storages) on arbitrary bytes. */
-#include "moontorch.h"
+#include "fuzz_common.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static mt_status fuzz_checkpoint(const uint8_t *data, size_t size) {
   mt_value *v = NULL;
-  if (mt_deserialize(&v, data, size) == MT_OK) mt_value_free(v);
-  return 0;
+  mt_status st = mt_deserialize(&v, data, size);
+  if (st == MT_OK) mt_value_free(v);
+  return st;
 }
+
+FUZZ_ENTRY(fuzz_checkpoint)

@@ -4,19 +4,24 @@
  * sizes against the zip records). */
 #include "mt_internal.h"
 
-#define MAX_STORAGE_BYTES (64u << 20)
+#include "fuzz_common.h"
 
-static mt_status load(void *ctx, const char *key, mt_dtype dt, int64_t numel, mt_storage **out) {
+#define FUZZ_MAX_STORAGE_BYTES (64u << 20)
+
+static mt_status pickle_storage(void *ctx, const char *key, mt_dtype dt, int64_t numel, mt_storage **out) {
   (void)ctx;
   (void)key;
   size_t esz = mt_dtype_size(dt);
-  if (numel < 0 || (uint64_t)numel > MAX_STORAGE_BYTES / esz)
+  if (numel < 0 || (uint64_t)numel > FUZZ_MAX_STORAGE_BYTES / esz)
     return mt_fail(MT_EFORMAT, "storage too large for the fuzzer");
   return mt_storage_new(out, (size_t)numel * esz);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static mt_status fuzz_pickle(const uint8_t *data, size_t size) {
   mt_value *v = NULL;
-  if (mt_pickle_read(data, size, load, NULL, &v) == MT_OK) mt_value_free(v);
-  return 0;
+  mt_status st = mt_pickle_read(data, size, pickle_storage, NULL, &v);
+  if (st == MT_OK) mt_value_free(v);
+  return st;
 }
+
+FUZZ_ENTRY(fuzz_pickle)

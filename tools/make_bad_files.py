@@ -132,6 +132,25 @@ def deflated_record(payload_len, declared):
     return patch_sizes(z, "archive/data/0", declared)
 
 
+def memo_bomb(leaf_ops, levels):
+    """An outer list of levels, level_k = [level_(k-1), level_(k-1)] through the memo: 2^levels
+    leaves if a reader copied shared references (the billion-laughs attack on pickles)."""
+    ops = [EMPTY_LIST, MARK, leaf_ops, b"q\x00"]
+    for k in range(1, levels):
+        ops += [EMPTY_LIST, MARK, b"h" + bytes([k - 1]), b"h" + bytes([k - 1]), b"e", b"q" + bytes([k])]
+    return pkl(*ops, b"e")
+
+
+def overlapping(zip_bytes):
+    """Points the second central-directory entry at the first local record: two names, one
+    range of bytes (how zip bombs multiply their output)."""
+    b = bytearray(zip_bytes)
+    first = b.find(b"PK\x01\x02")
+    second = b.find(b"PK\x01\x02", first + 4)
+    struct.pack_into("<I", b, second + 42, 0)
+    return bytes(b)
+
+
 # ------------------------------------------------------------------------------------------
 # safetensors
 
@@ -182,6 +201,10 @@ def cases(marker_dir):
         "deflate_lies_4gb.pt": deflated_record(16, 4_000_000_000),
         "duplicate_entry.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("archive/data.pkl", GOOD_PKL)]),
         "dotdot_name.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("archive/../../evil", b"x")]),
+        "dotdot_first.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("../archive/data/2", b"x")]),
+        "dotdot_record_key.pt": one(tensor(storage(key="../../0")), {"0": F4}),
+        "duplicate_record.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("archive/data/0", F4)]),
+        "overlapping_entries.pt": overlapping(GOOD),
         "absolute_name.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("/etc/evil", b"x")]),
         "backslash_name.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, extra=[("archive\\data\\2", b"x")]),
         "byteorder_big.pt": ckpt(GOOD_PKL, {"0": F4, "1": F4[:8]}, byteorder=b"big"),
@@ -209,6 +232,12 @@ def cases(marker_dir):
         "deep_nesting.pt": ckpt(b"\x80\x02" + EMPTY_LIST * 100_000 + APPEND * 99_999 + b"."),
         "deep_marks.pt": ckpt(b"\x80\x02" + MARK * 100_000 + b"."),
         "memo_missing.pt": ckpt(pkl(EMPTY_DICT, b"h\x07")),
+        "memo_bomb.pt": ckpt(memo_bomb(EMPTY_LIST, 60)),
+        "memo_bomb_tensors.pt": ckpt(memo_bomb(tensor(storage(numel=4 << 20)), 40), {"0": bytes(16 << 20)}),
+        "memo_put_huge_index.pt": ckpt(pkl(EMPTY_LIST, b"r\xff\xff\xff\xff")),
+        "memo_self_containing.pt": ckpt(pkl(EMPTY_LIST, b"q\x00h\x00", APPEND)),
+        "deep_dicts.pt": ckpt(b"\x80\x02" + (EMPTY_DICT + uni("k")) * 30_000 + EMPTY_DICT + SETITEM * 30_000 + b"."),
+        "deep_tuples.pt": ckpt(b"\x80\x02" + EMPTY_LIST + TUPLE1 * 100_000 + b"."),
         "memo_huge_index.pt": ckpt(pkl(EMPTY_DICT, b"j\xff\xff\xff\xff")),
         "setitem_on_list.pt": ckpt(pkl(EMPTY_LIST, uni("k"), num(1), SETITEM)),
         "append_on_dict.pt": ckpt(pkl(EMPTY_DICT, num(1), APPEND)),
@@ -238,6 +267,9 @@ def cases(marker_dir):
         "persid_not_storage.pt": one(tensor(MARK + uni("module") + uni("x") + TUPLE + BINPERSID)),
         "persid_not_tuple.pt": one(tensor(uni("0") + BINPERSID)),
         "negative_numel.pt": one(tensor(storage(numel=-1))),
+        "offset_int64_max.pt": one(tensor(offset=2**63 - 1, size=(1,))),
+        "view_past_storage_2d.pt": one(tensor(size=(2, 2), stride=(3, 1))),
+        "negative_stride_2d.pt": one(tensor(offset=3, size=(2, 2), stride=(-2, 1))),
         "rebuild_bad_args.pt": one(glob("torch._utils", "_rebuild_tensor_v2") + MARK + storage() + num(0) + TUPLE +
                                    REDUCE),
         # --- safetensors
@@ -248,6 +280,12 @@ def cases(marker_dir):
         "st_header_past_eof.safetensors": st(None, raw_header=b'{"a": 1}', length=4096),
         "st_non_utf8.safetensors": st(None, raw_header=b'{"\xff\xfe": {"dtype": "F32", "shape": [4], '
                                                        b'"data_offsets": [0, 16]}}', data=F4),
+        "st_utf8_overlong.safetensors": st(None, raw_header=b'{"\xc0\xaf": {"dtype": "F32", "shape": [4], '
+                                                            b'"data_offsets": [0, 16]}}', data=F4),
+        "st_utf8_surrogate.safetensors": st(None, raw_header=b'{"\xed\xa0\x80": {"dtype": "F32", "shape": [4], '
+                                                             b'"data_offsets": [0, 16]}}', data=F4),
+        "st_latin1_metadata.safetensors": st(None, raw_header=b'{"__metadata__": {"k": "caf\xe9"}, "a": {"dtype": '
+                                                              b'"F32", "shape": [4], "data_offsets": [0, 16]}}', data=F4),
         "st_bad_json.safetensors": st(None, raw_header=b'{"a": {"dtype": "F32",', data=F4),
         "st_not_object.safetensors": st([1, 2, 3]),
         "st_unknown_dtype.safetensors": st({"a": st_entry("Q9")}, F4),

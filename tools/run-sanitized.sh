@@ -10,7 +10,8 @@
 # preloaded into it: a `lua5.4` shim, first in PATH, starts the real interpreter through the
 # dynamic loader's --preload option. Unlike LD_PRELOAD that is not inherited, so the processes
 # the specs start (python3 with PyTorch, sh, ls) run as usual, while child lua5.4 processes go
-# through the shim again and are checked too.
+# through the shim again and are checked too, as are the ranks mpirun starts (it finds lua5.4
+# through PATH and passes the environment, ASAN_OPTIONS included, on to them).
 #
 # Leak suppressions (tools/sanitize.supp) cover lua5.4 and system libraries only, never
 # moontorch code. MOONTORCH_SANITIZE=1 is exported for the specs: the few that measure RSS or
@@ -57,6 +58,14 @@ cat >"$shim_dir/lua5.4" <<EOF
 #!/bin/sh
 # Written by tools/run-sanitized.sh: lua5.4 with the sanitizer runtime preloaded. argv[0] stays
 # this shim, so that a script that starts its own interpreter again (arg[-1]) comes back here.
+# In a rank started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE), allocation stacks are
+# unwound in full: Open MPI has no frame pointers and unloads its plugins before the leak
+# check, so the fast unwinder's one-frame stacks ("<unknown module>") would name no library
+# that tools/sanitize.supp could match. Only there: the full unwinder slows every malloc.
+if [ -n "\${OMPI_COMM_WORLD_SIZE:-}" ]; then
+  ASAN_OPTIONS="\${ASAN_OPTIONS:-}:fast_unwind_on_malloc=0"
+  export ASAN_OPTIONS
+fi
 exec $loader --preload $preload --argv0 "\$0" $real_lua "\$@"
 EOF
 chmod +x "$shim_dir/lua5.4"
