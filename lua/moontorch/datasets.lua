@@ -28,15 +28,9 @@ local datasets = {}
 local DEFAULT_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
 local INSTALL_HINT = "install Debian's dataset-fashion-mnist"
 
-local function fail(fname, fmt, ...)
-  error("moontorch.datasets." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.datasets.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
 

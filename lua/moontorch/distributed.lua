@@ -21,15 +21,9 @@ local dist = {}
 
 local mtype = math.type
 
-local function fail(fname, fmt, ...)
-  error("moontorch.distributed." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.distributed.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 -- PyTorch's torch.distributed.ReduceOp, as the strings all_reduce takes.
 dist.ReduceOp = { SUM = "sum", AVG = "avg", MAX = "max", MIN = "min" }

@@ -42,15 +42,9 @@ local is_tensor = torch.is_tensor
 
 local jit = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function is_callable(v)
   if type(v) == "function" then return true end

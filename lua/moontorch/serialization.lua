@@ -13,15 +13,9 @@ local ordered = require "moontorch.ordered"
 local M = {}
 
 -- Errors carry no position, like those the C binding raises: "moontorch.<name>: <problem>".
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local FORMATS = { pytorch = true, safetensors = true }
 

@@ -8,9 +8,7 @@ local M = {}
 local FLOAT = { float32 = true, float64 = true, float16 = true, bfloat16 = true }
 
 -- Errors carry no position, like those the C binding raises: "moontorch.<name>: <problem>".
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
 local function check_tensor(torch, v, fname, n)
   if not torch.is_tensor(v) then

@@ -22,15 +22,9 @@ local module_index, module_newindex = module.module_index, module.module_newinde
 
 local M = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.nn." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.nn.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function check_module(fname, m, what)
   if not is_module(m) then fail(fname, "%s is a %s, not a module", what, typename(m)) end

@@ -22,9 +22,7 @@ local is_tensor = core.is_tensor
 
 local F = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.nn.functional." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.nn.functional.")
 
 local function check_tensor(v, fname, n)
   if not is_tensor(v) then fail(fname, "bad argument #%d (tensor expected, got %s)", n, type(v)) end

@@ -10,15 +10,9 @@ local torch = require "moontorch"
 
 local M = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.nn.init." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.nn.init.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function check_tensor(fname, t)
   if not torch.is_tensor(t) then fail(fname, "bad argument #1 (tensor expected, got %s)", typename(t)) end

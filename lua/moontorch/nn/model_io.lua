@@ -24,9 +24,7 @@ local M = {}
 
 local MODEL, MODULE, ORDERED = "moontorch.model", "moontorch.module", "moontorch.ordered"
 
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
 local function is_safetensors(path, opts)
   local format = type(opts) == "table" and opts.format or nil

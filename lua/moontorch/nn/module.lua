@@ -31,15 +31,9 @@ local M = {}
 local type, rawget, rawset, getmetatable, setmetatable = type, rawget, rawset, getmetatable, setmetatable
 local is_tensor = torch.is_tensor
 
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
 

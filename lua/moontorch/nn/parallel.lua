@@ -27,15 +27,9 @@ local parallel = {}
 local Module, is_module = module.Module, module.is_module
 local NAME = "nn.parallel.DistributedDataParallel"
 
-local function fail(fname, fmt, ...)
-  error("moontorch." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local DDP = Module:extend("DistributedDataParallel")
 parallel.DistributedDataParallel = DDP

@@ -9,15 +9,9 @@ local module = require "moontorch.nn.module"
 
 local M = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.nn.utils." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.nn.utils.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 -- A new ordered state dict with each key renamed by fn (same values, same order; a plain
 -- table's keys are taken sorted). Two keys that end up the same are an error.

@@ -36,15 +36,9 @@ local mtype = math.type
 
 local optim = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.optim." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.optim.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
 

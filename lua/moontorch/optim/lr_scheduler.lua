@@ -34,9 +34,7 @@ local M = {}
 
 local mtype, tointeger, cos, pi = math.type, math.tointeger, math.cos, math.pi
 
-local function fail(where, fmt, ...)
-  error("moontorch.optim.lr_scheduler." .. where .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.optim.lr_scheduler.")
 
 local function typename(v)
   local mt = getmetatable(v)

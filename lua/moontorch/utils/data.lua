@@ -44,15 +44,9 @@ local is_tensor, mtype = torch.is_tensor, math.type
 
 local data = {}
 
-local function fail(fname, fmt, ...)
-  error("moontorch.utils.data." .. fname .. ": " .. string.format(fmt, ...), 0)
-end
+local fail = require("moontorch.errors").raiser("moontorch.utils.data.")
 
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(rawget(mt, "__name")) == "string" then return mt.__name end
-  return type(v)
-end
+local typename = require("moontorch.errors").typename
 
 local function shape_str(t) return "[" .. table.concat(t.shape, ", ") .. "]" end
 
