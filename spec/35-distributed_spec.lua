@@ -579,32 +579,6 @@ check(e:find("destroyed", 1, true), "%s", e)
 print(string.format("rank %d: buffers OK", rank))
 ]]
 
--- IDX files (as Debian's, uncompressed) of n images whose class k (0..9) lights an 8x4 block
--- of its own over noise: learnable in a few dozen steps (as spec/41 makes them).
-local function write_synthetic(dir, prefix, n, seed)
-  local state = seed
-  local function rand()
-    state = (state * 1103515245 + 12345) % 2147483648
-    return state >> 8
-  end
-  local images, labels = { string.pack(">I4I4I4I4", 0x803, n, 28, 28) }, { string.pack(">I4I4", 0x801, n) }
-  local row = {}
-  for _ = 1, n do
-    local k = rand() % 10
-    local r0, c0 = 3 + (k // 5) * 12, 2 + (k % 5) * 5
-    for r = 0, 27 do
-      for c = 0, 27 do
-        local lit = r >= r0 and r < r0 + 8 and c >= c0 and c < c0 + 4
-        row[r * 28 + c + 1] = lit and 200 + rand() % 56 or rand() % 60
-      end
-    end
-    images[#images + 1] = string.char(table.unpack(row, 1, 392)) .. string.char(table.unpack(row, 393, 784))
-    labels[#labels + 1] = string.char(k)
-  end
-  write_file(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(images))
-  write_file(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(labels))
-end
-
 local function close_dicts(a, b, what, exact)
   local n = 0
   for k, v in pairs(b) do
@@ -729,8 +703,8 @@ print("rank 0 passed a barrier rank 1 never reached")
 
   it("examples/ddp_fashion_mnist.lua trains, evaluates, checkpoints on rank 0 and reloads it", function()
     local dir = tmpdir()
-    write_synthetic(dir, "train", 640, 1)
-    write_synthetic(dir, "t10k", 200, 2)
+    H.write_synthetic_fashion(dir, "train", 640, 1)
+    H.write_synthetic_fashion(dir, "t10k", 200, 2)
     local out, ok = mpi(dir, 2, ROOT .. "/examples/ddp_fashion_mnist.lua",
       { "--data", dir, "--out", "out", "--batch-size", "32", "--epochs", "2", "--lr", "0.005" })
     assert(ok, "the example failed:\n" .. out)

@@ -153,31 +153,6 @@ end)
 -- ---------------------------------------------------------------------------------------------
 -- The Fashion-MNIST demo on synthetic data
 
--- IDX files (as Debian's, uncompressed) of n images whose class k (0..9) lights an 8x4 block at
--- a place of its own, over noise: learnable in a few dozen steps.
-local function write_synthetic(dir, prefix, n, seed)
-  local state = seed
-  local function rand()
-    state = (state * 1103515245 + 12345) % 2147483648
-    return state >> 8
-  end
-  local images, labels = { string.pack(">I4I4I4I4", 0x803, n, 28, 28) }, { string.pack(">I4I4", 0x801, n) }
-  local row = {}
-  for i = 1, n do
-    local k = rand() % 10
-    local r0, c0 = 3 + (k // 5) * 12, 2 + (k % 5) * 5
-    for r = 0, 27 do
-      for c = 0, 27 do
-        local lit = r >= r0 and r < r0 + 8 and c >= c0 and c < c0 + 4
-        row[r * 28 + c + 1] = lit and 200 + rand() % 56 or rand() % 60
-      end
-    end
-    images[#images + 1] = string.char(table.unpack(row, 1, 392)) .. string.char(table.unpack(row, 393, 784))
-    labels[#labels + 1] = string.char(k)
-  end
-  write_file(dir .. "/" .. prefix .. "-images-idx3-ubyte", table.concat(images))
-  write_file(dir .. "/" .. prefix .. "-labels-idx1-ubyte", table.concat(labels))
-end
 
 describe("examples/fashion_mnist.lua (the demo)", function()
   local data_dir
@@ -185,8 +160,8 @@ describe("examples/fashion_mnist.lua (the demo)", function()
 
   setup(function()
     data_dir = tmpdir()
-    write_synthetic(data_dir, "train", 640, 1)
-    write_synthetic(data_dir, "t10k", 200, 2)
+    H.write_synthetic_fashion(data_dir, "train", 640, 1)
+    H.write_synthetic_fashion(data_dir, "t10k", 200, 2)
   end)
 
   local function demo(args)
