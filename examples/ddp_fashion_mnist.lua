@@ -32,41 +32,10 @@ local cfg = { data = "/usr/share/datasets/fashion-mnist", out = "runs/ddp-fashio
   batch_size = 64, lr = 0.002, seed = 1 }
 local NUMERIC = { epochs = "integer", steps = "integer", batch_size = "integer", seed = "integer", lr = "number" }
 
-local function usage_error(msg)
-  io.stderr:write("ddp_fashion_mnist.lua: ", msg, "\n(--help lists the options)\n")
-  os.exit(2)
-end
-
-do
-  local i = 1
-  while i <= #arg do
-    local name = arg[i]:match("^%-%-([%w-]+)$")
-    if not name then usage_error("unexpected argument " .. arg[i]) end
-    local key = name:gsub("-", "_")
-    if key == "help" then
-      for line in io.lines(arg[0]) do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      os.exit(0)
-    elseif cfg[key] ~= nil then
-      local v = arg[i + 1] or usage_error("--" .. name .. " needs a value")
-      if NUMERIC[key] then
-        v = tonumber(v)
-        if v == nil or (NUMERIC[key] == "integer" and math.type(v) ~= "integer") then
-          usage_error("--" .. name .. " needs a number, got " .. arg[i + 1])
-        end
-      end
-      cfg[key] = v
-      i = i + 1
-    else
-      usage_error("unknown option --" .. name)
-    end
-    i = i + 1
-  end
-  if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.steps < 0 or cfg.lr <= 0 then
-    usage_error("--epochs and --batch-size must be at least 1, --steps at least 0, --lr positive")
-  end
+local options = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib/options.lua")
+local usage_error = options.parse(arg, cfg, { numeric = NUMERIC })
+if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.steps < 0 or cfg.lr <= 0 then
+  usage_error("--epochs and --batch-size must be at least 1, --steps at least 0, --lr positive")
 end
 
 -- ---------------------------------------------------------------------------------------------

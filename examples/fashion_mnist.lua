@@ -34,46 +34,14 @@ local cfg = {
 }
 local NUMERIC = { epochs = "integer", batch_size = "integer", seed = "integer", lr = "number", target = "number" }
 
-local function usage_error(msg)
-  io.stderr:write("fashion_mnist.lua: ", msg, "\n(--help lists the options)\n")
-  os.exit(2)
+local options = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib/options.lua")
+local usage_error = options.parse(arg, cfg, { numeric = NUMERIC, flags = { train_only = true },
+  optional = { resume = true } })
+if cfg.progress ~= "auto" and cfg.progress ~= "bar" and cfg.progress ~= "lines" then
+  usage_error("--progress is bar, lines or auto")
 end
-
-do
-  local i = 1
-  while i <= #arg do
-    local name = arg[i]:match("^%-%-([%w-]+)$")
-    if not name then usage_error("unexpected argument " .. arg[i]) end
-    local key = name:gsub("-", "_")
-    if key == "help" then -- the comment at the top of this file
-      for line in io.lines(arg[0]) do
-        if not line:match("^%-%-") then break end
-        print((line:gsub("^%-%- ?", "")))
-      end
-      os.exit(0)
-    elseif key == "train_only" then
-      cfg.train_only = true
-    elseif cfg[key] ~= nil or key == "resume" then
-      local v = arg[i + 1] or usage_error("--" .. name .. " needs a value")
-      if NUMERIC[key] then
-        v = tonumber(v)
-        if v == nil or (NUMERIC[key] == "integer" and math.type(v) ~= "integer") then
-          usage_error("--" .. name .. " needs a number, got " .. arg[i + 1])
-        end
-      end
-      cfg[key] = v
-      i = i + 1
-    else
-      usage_error("unknown option --" .. name)
-    end
-    i = i + 1
-  end
-  if cfg.progress ~= "auto" and cfg.progress ~= "bar" and cfg.progress ~= "lines" then
-    usage_error("--progress is bar, lines or auto")
-  end
-  if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 then
-    usage_error("--epochs and --batch-size must be at least 1, --lr positive")
-  end
+if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 then
+  usage_error("--epochs and --batch-size must be at least 1, --lr positive")
 end
 
 -- A live bar only when stdout is a terminal: `test -t 1` runs with our stdout.
