@@ -42,14 +42,18 @@ static size_t rounded_size(size_t nbytes) {
   return rounded ? rounded : MT_ALIGN; /* data is never NULL, even for empty tensors */
 }
 
-/* ---- a few freed mid-sized blocks, kept for reuse ------------------------------------------
- * A model's forward frees and makes the same 100 KB activations again and again. Given back
- * to malloc, they merge at the top of the heap, which glibc trims (brk) and grows again: every
- * page faults in anew, tens per forward of a small model (~20% of a batch-1 CNN inference).
- * Blocks between CACHE_MIN and CACHE_MAX bytes are kept here instead, at most CACHE_SLOTS of
- * them, and reused for a block of exactly the same size. Larger ones go back at once, so a
- * freed big tensor still leaves RSS. (Small blocks have their own stack, below.) Neither
- * cache exists in AddressSanitizer builds, so that a use after free is still caught. */
+/* ---- a few freed mid-sized and large blocks, kept for reuse ---------------------------------
+ * A model's forward frees and makes the same activations again and again (100 KB for a small
+ * CNN's inference, 6 MB for a training batch's conv outputs). Given back to malloc, they merge
+ * at the top of the heap, which glibc trims (brk) and grows again, or go back to the kernel at
+ * once (blocks over malloc's mmap threshold): every page faults in anew, zeroed by the kernel,
+ * tens per forward of a small model (~20% of a batch-1 CNN inference) and ~1,600 per training
+ * step of the demo's CNN (~2 ms). Blocks between CACHE_MIN and CACHE_MAX bytes are kept here
+ * instead, at most CACHE_SLOTS of them and CACHE_BUDGET bytes in all, and reused for a block of
+ * exactly the same size; the oldest go first when a new one does not fit. Larger blocks go
+ * back at once, and the budget bounds what a freed tensor can leave in RSS. (Small blocks
+ * have their own stack, below.) Neither cache exists in AddressSanitizer builds, so that a use
+ * after free is still caught. */
 #define CACHE_MIN ((size_t)32 << 10) /* > SMALL_BLOCK */
 #if defined(__SANITIZE_ADDRESS__) /* GCC */
 #define MT_ASAN 1
@@ -61,16 +65,18 @@ static size_t rounded_size(size_t nbytes) {
 #if defined(MT_ASAN) || defined(MT_NO_BLOCK_CACHE)
 #define CACHE_MAX ((size_t)0) /* every block goes back to malloc: AddressSanitizer sees each use after free */
 #else
-#define CACHE_MAX ((size_t)4 << 20)
+#define CACHE_MAX ((size_t)32 << 20)
 #endif
-#define CACHE_SLOTS 16
+#define CACHE_BUDGET ((size_t)96 << 20)
+#define CACHE_SLOTS 32
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   void *block;
   size_t size;
 } cache[CACHE_SLOTS];
-static unsigned cache_next; /* the slot to evict when all are taken (round robin) */
+static unsigned cache_next; /* the slot to evict first (round robin: the oldest put) */
+static size_t cache_bytes;  /* held in all slots */
 
 static void *cache_take(size_t size) {
   void *block = NULL;
@@ -79,6 +85,7 @@ static void *cache_take(size_t size) {
     if (cache[i].block && cache[i].size == size) {
       block = cache[i].block;
       cache[i].block = NULL;
+      cache_bytes -= size;
       break;
     }
   pthread_mutex_unlock(&cache_lock);
@@ -122,21 +129,27 @@ static void small_put(void *block) {
   free(block);
 }
 
-/* Keeps block (of `size` bytes) for reuse; frees whatever it displaces. */
+/* Keeps block (of `size` bytes, at most CACHE_MAX) for reuse; frees whatever it displaces,
+ * outside the lock. */
 static void cache_put(void *block, size_t size) {
-  void *evicted = NULL;
+  void *evicted[CACHE_SLOTS];
+  int nevicted = 0, slot = -1;
   pthread_mutex_lock(&cache_lock);
-  int slot = -1;
   for (int i = 0; i < CACHE_SLOTS && slot < 0; i++)
     if (!cache[i].block) slot = i;
-  if (slot < 0) {
-    slot = (int)(cache_next++ % CACHE_SLOTS);
-    evicted = cache[slot].block;
+  while (slot < 0 || cache_bytes + size > CACHE_BUDGET) {
+    const int i = (int)(cache_next++ % CACHE_SLOTS);
+    if (!cache[i].block) continue;
+    evicted[nevicted++] = cache[i].block;
+    cache_bytes -= cache[i].size;
+    cache[i].block = NULL;
+    if (slot < 0) slot = i;
   }
   cache[slot].block = block;
   cache[slot].size = size;
+  cache_bytes += size;
   pthread_mutex_unlock(&cache_lock);
-  free(evicted);
+  for (int i = 0; i < nevicted; i++) free(evicted[i]);
 }
 
 /* Never called: its address marks a storage that lives in one block with its data. */
