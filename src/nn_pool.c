@@ -13,12 +13,17 @@
  *    otherwise by the number of in-image elements;
  *  - adaptive avg: output cell i covers [floor(i*H/Ho), ceil((i+1)*H/Ho)).
  * Sums accumulate in double. Kernels are generated per dtype (float32, float64).
+ * MaxPool2d(2) on float32 without indices asked for (the usual training case) has its own
+ * kernels: the node saves one byte per output (which of the 4 window positions won) instead
+ * of int64 indices, and the backward writes gx window by window with no memset or scatter;
+ * AVX2 variants are picked at run time (see codes_fwd).
  */
 #include "mt_internal.h"
 
 #include <math.h>
 
-typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_ADAPTIVE } pool_kind;
+/* POOL_MAX2X2: a float32 is_2x2 max pool whose node keeps window codes (see codes_fwd). */
+typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_ADAPTIVE, POOL_MAX2X2 } pool_kind;
 
 typedef struct pool_geom {
   mt_dtype dtype;
@@ -59,9 +64,9 @@ static inline bool avg_window(const pool_geom *g, int64_t oh, int64_t ow, int64_
 /* 2x2 windows, stride 2, no padding or dilation, every window inside the image (the common
  * MaxPool2d(2)): the same scan order and tie/NaN rules as the general loop (row 0 then row 1,
  * left to right; a later value wins if greater or NaN), with the window's offsets unrolled.
- * `lo` is where the plain loop starts in each output row (the float32 version does the columns
- * before it four at a time in SSE2: the compare-and-selects are branches in scalar code, and
- * random data mispredicts them). */
+ * `lo` is where the plain loop starts in each output row (the float32 version does whole rows
+ * of 4 or more windows four at a time in SSE2: the compare-and-selects are branches in scalar
+ * code, and random data mispredicts them). */
 #define DEF_MAX2X2(T, P, VECTOR_PART)                                                            \
   static void max2x2_##P(const T *x, T *restrict y, int64_t *restrict ind, int64_t p0, int64_t p1, \
                          int64_t H, int64_t W, int64_t Ho, int64_t Wo) {                         \
@@ -102,8 +107,10 @@ static inline __m128i sel_i32(__m128 t, __m128i a, __m128i b) {
   {                                                                                              \
     const __m128i o1 = _mm_set1_epi32(1), oW = _mm_set1_epi32((int32_t)W),                      \
                   oW1 = _mm_set1_epi32((int32_t)W + 1), zero = _mm_setzero_si128();              \
-    for (; lo + 4 <= Wo && W < INT32_MAX; lo += 4) {                                             \
-      const int64_t c = 2 * lo;                                                                  \
+    /* a row's last windows: one step ending at the row's end redoes a few (same values) */   \
+    const bool vec = Wo >= 4 && W < INT32_MAX;                                                   \
+    for (int64_t q = 0; vec && q < Wo; q += 4) {                                                 \
+      const int64_t at = q + 4 <= Wo ? q : Wo - 4, c = 2 * at;                                   \
       const __m128 a0 = _mm_loadu_ps(r0 + c), a1 = _mm_loadu_ps(r0 + c + 4);                    \
       const __m128 b0 = _mm_loadu_ps(r1 + c), b1 = _mm_loadu_ps(r1 + c + 4);                    \
       const __m128 e0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));                        \
@@ -118,18 +125,204 @@ static inline __m128i sel_i32(__m128 t, __m128i a, __m128i b) {
       m = sel_ps(t, e1, m), off = sel_i32(t, oW, off);                                           \
       t = _mm_or_ps(_mm_cmpgt_ps(d1, m), _mm_cmpunord_ps(d1, d1));                              \
       m = sel_ps(t, d1, m), off = sel_i32(t, oW1, off);                                          \
-      _mm_storeu_ps(y + lo, m);                                                                  \
+      _mm_storeu_ps(y + at, m);                                                                  \
       const __m128i pos = _mm_set_epi64x(base + c + 2, base + c);                                \
       const __m128i two = _mm_set1_epi64x(4);                                                    \
-      _mm_storeu_si128((__m128i *)(ind + lo), _mm_add_epi64(pos, _mm_unpacklo_epi32(off, zero))); \
-      _mm_storeu_si128((__m128i *)(ind + lo + 2), _mm_add_epi64(_mm_add_epi64(pos, two), _mm_unpackhi_epi32(off, zero))); \
+      _mm_storeu_si128((__m128i *)(ind + at), _mm_add_epi64(pos, _mm_unpacklo_epi32(off, zero))); \
+      _mm_storeu_si128((__m128i *)(ind + at + 2), _mm_add_epi64(_mm_add_epi64(pos, two), _mm_unpackhi_epi32(off, zero))); \
     }                                                                                            \
+    if (vec) lo = Wo;                                                                            \
   }
 #else
 #define MAX2X2_SSE
 #endif
 DEF_MAX2X2(float, s, MAX2X2_SSE)
 DEF_MAX2X2(double, d, )
+
+/* ---- 2x2 max with window codes (float32, no indices asked for) ------------------------------ */
+
+/* The common MaxPool2d(2) in training: the caller does not want indices, so the node keeps one
+ * byte per output instead of an int64 flat index - the winner's place in its window (0: top
+ * left, 1: top right, 2: bottom left, 3: bottom right) - and the backward writes each 2x2
+ * window of gx whole (the gradient at the winner, 0 elsewhere) in one streaming pass, with no
+ * memset and no scatter. Same scan order and tie/NaN rules as max2x2_s. Without a node (no
+ * grad) `code` is NULL and only y is written. Rows are done 8 (AVX2) or 4 (SSE2) windows at a
+ * time; a row's last few windows are redone by one vector step ending at the row's end
+ * (idempotent: the same values are rewritten), so no scalar tail runs for Wo >= 4. */
+
+/* One window in scalar code (rows shorter than a vector step). */
+static inline void win_fwd(const float *r0, const float *r1, float *y, uint8_t *code) {
+  float m = r0[0], v;
+  uint8_t k = 0;
+  if ((v = r0[1]) > m || isnan(v)) m = v, k = 1;
+  if ((v = r1[0]) > m || isnan(v)) m = v, k = 2;
+  if ((v = r1[1]) > m || isnan(v)) m = v, k = 3;
+  *y = m;
+  if (code) *code = k;
+}
+
+/* gy + 0 turns -0 into +0, as the reference's zero-fill-then-add does. */
+static inline void win_bwd(float g, uint8_t k, float *g0, float *g1) {
+  g += 0.0f;
+  g0[0] = k == 0 ? g : 0.0f, g0[1] = k == 1 ? g : 0.0f;
+  g1[0] = k == 2 ? g : 0.0f, g1[1] = k == 3 ? g : 0.0f;
+}
+
+#if defined(__SSE2__)
+/* Windows ow..ow+3 of a row pair. */
+static inline void fwd4(const float *r0, const float *r1, float *y, uint8_t *code, int64_t ow) {
+  const int64_t c = 2 * ow;
+  const __m128 a0 = _mm_loadu_ps(r0 + c), a1 = _mm_loadu_ps(r0 + c + 4);
+  const __m128 b0 = _mm_loadu_ps(r1 + c), b1 = _mm_loadu_ps(r1 + c + 4);
+  const __m128 e0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), d0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m128 e1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), d1 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+  __m128 m = e0, t;
+  __m128i k = _mm_setzero_si128();
+  t = _mm_or_ps(_mm_cmpgt_ps(d0, m), _mm_cmpunord_ps(d0, d0));
+  m = sel_ps(t, d0, m), k = sel_i32(t, _mm_set1_epi32(1), k);
+  t = _mm_or_ps(_mm_cmpgt_ps(e1, m), _mm_cmpunord_ps(e1, e1));
+  m = sel_ps(t, e1, m), k = sel_i32(t, _mm_set1_epi32(2), k);
+  t = _mm_or_ps(_mm_cmpgt_ps(d1, m), _mm_cmpunord_ps(d1, d1));
+  m = sel_ps(t, d1, m), k = sel_i32(t, _mm_set1_epi32(3), k);
+  _mm_storeu_ps(y + ow, m);
+  if (code) {
+    k = _mm_packus_epi16(_mm_packs_epi32(k, k), k);
+    const int32_t b = _mm_cvtsi128_si32(k);
+    memcpy(code + ow, &b, 4);
+  }
+}
+
+static inline void bwd4(const float *gy, const uint8_t *code, float *g0, float *g1, int64_t ow) {
+  const __m128 g = _mm_add_ps(_mm_loadu_ps(gy + ow), _mm_setzero_ps());
+  int32_t b;
+  memcpy(&b, code + ow, 4);
+  const __m128i z = _mm_setzero_si128();
+  const __m128i k = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(b), z), z);
+  const __m128 w0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, z)), g);
+  const __m128 w1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(1))), g);
+  const __m128 w2 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(2))), g);
+  const __m128 w3 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(3))), g);
+  _mm_storeu_ps(g0 + 2 * ow, _mm_unpacklo_ps(w0, w1)), _mm_storeu_ps(g0 + 2 * ow + 4, _mm_unpackhi_ps(w0, w1));
+  _mm_storeu_ps(g1 + 2 * ow, _mm_unpacklo_ps(w2, w3)), _mm_storeu_ps(g1 + 2 * ow + 4, _mm_unpackhi_ps(w2, w3));
+}
+#define ROW4(step, ...)                                                                          \
+  if (Wo >= 4) {                                                                                 \
+    for (; ow + 4 <= Wo; ow += 4) step(__VA_ARGS__, ow);                                         \
+    if (ow < Wo) step(__VA_ARGS__, Wo - 4), ow = Wo;                                             \
+  }
+#else
+#define ROW4(step, ...)
+#endif
+
+/* The kernels, compiled twice: plain (SSE2 steps) and for AVX2 CPUs (ATTR: the target, ROW8:
+ * 8-window steps first). */
+#define CODES_BODIES(SFX, ATTR, ROW8)                                                            \
+  ATTR static void codes_fwd_##SFX(const float *x, float *y, uint8_t *code, int64_t p0, int64_t p1, int64_t H, \
+                              int64_t W, int64_t Ho, int64_t Wo) {                               \
+    y += p0 * Ho * Wo;                                                                           \
+    if (code) code += p0 * Ho * Wo;                                                              \
+    for (int64_t p = p0; p < p1; p++)                                                            \
+      for (int64_t oh = 0; oh < Ho; oh++, y += Wo, code = code ? code + Wo : NULL) {             \
+        const float *r0 = x + (p * H + 2 * oh) * W, *r1 = r0 + W;                                \
+        int64_t ow = 0;                                                                          \
+        ROW8(fwd8, r0, r1, y, code)                                                              \
+        ROW4(fwd4, r0, r1, y, code)                                                              \
+        for (; ow < Wo; ow++) win_fwd(r0 + 2 * ow, r1 + 2 * ow, y + ow, code ? code + ow : NULL); \
+      }                                                                                          \
+  }                                                                                              \
+  ATTR static void codes_bwd_##SFX(const float *gy, const uint8_t *code, float *gx, int64_t p0, int64_t p1, int64_t H, \
+                              int64_t W, int64_t Ho, int64_t Wo) {                               \
+    gy += p0 * Ho * Wo, code += p0 * Ho * Wo;                                                    \
+    for (int64_t p = p0; p < p1; p++) {                                                          \
+      float *gp = gx + p * H * W;                                                                \
+      for (int64_t oh = 0; oh < Ho; oh++, gy += Wo, code += Wo) {                                \
+        float *g0 = gp + 2 * oh * W, *g1 = g0 + W;                                               \
+        int64_t ow = 0;                                                                          \
+        ROW8(bwd8, gy, code, g0, g1)                                                             \
+        ROW4(bwd4, gy, code, g0, g1)                                                             \
+        for (; ow < Wo; ow++) win_bwd(gy[ow], code[ow], g0 + 2 * ow, g1 + 2 * ow);                 \
+        for (int64_t c = 2 * Wo; c < W; c++) g0[c] = g1[c] = 0; /* a column no window covers */ \
+      }                                                                                          \
+      if (2 * Ho < H) memset(gp + 2 * Ho * W, 0, (size_t)((H - 2 * Ho) * W) * sizeof(float)); \
+    }                                                                                            \
+  }
+
+#define ROW_NONE(step, ...)
+CODES_BODIES(base, , ROW_NONE)
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_VARIANT 1
+#include <immintrin.h>
+#define AVX2_TARGET __attribute__((target("avx2")))
+/* Windows ow..ow+7. The even/odd split works within 128-bit lanes, so the vectors hold windows
+ * 0,1,4,5,2,3,6,7; one cross-lane permute of the results puts them back in order. */
+AVX2_TARGET static inline void fwd8(const float *r0, const float *r1, float *y, uint8_t *code, int64_t ow) {
+  const int64_t c = 2 * ow;
+  const __m256 a0 = _mm256_loadu_ps(r0 + c), a1 = _mm256_loadu_ps(r0 + c + 8);
+  const __m256 b0 = _mm256_loadu_ps(r1 + c), b1 = _mm256_loadu_ps(r1 + c + 8);
+  const __m256 e0 = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 d0 = _mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+  const __m256 e1 = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0));
+  const __m256 d1 = _mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+  __m256 m = e0, k = _mm256_setzero_ps(), t; /* k: the code as int32 bits in float lanes */
+  t = _mm256_or_ps(_mm256_cmp_ps(d0, m, _CMP_GT_OQ), _mm256_cmp_ps(d0, d0, _CMP_UNORD_Q));
+  m = _mm256_blendv_ps(m, d0, t), k = _mm256_blendv_ps(k, _mm256_castsi256_ps(_mm256_set1_epi32(1)), t);
+  t = _mm256_or_ps(_mm256_cmp_ps(e1, m, _CMP_GT_OQ), _mm256_cmp_ps(e1, e1, _CMP_UNORD_Q));
+  m = _mm256_blendv_ps(m, e1, t), k = _mm256_blendv_ps(k, _mm256_castsi256_ps(_mm256_set1_epi32(2)), t);
+  t = _mm256_or_ps(_mm256_cmp_ps(d1, m, _CMP_GT_OQ), _mm256_cmp_ps(d1, d1, _CMP_UNORD_Q));
+  m = _mm256_blendv_ps(m, d1, t), k = _mm256_blendv_ps(k, _mm256_castsi256_ps(_mm256_set1_epi32(3)), t);
+  _mm256_storeu_ps(y + ow, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), _MM_SHUFFLE(3, 1, 2, 0))));
+  if (code) {
+    const __m256i ki = _mm256_permute4x64_epi64(_mm256_castps_si256(k), _MM_SHUFFLE(3, 1, 2, 0));
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(ki), _mm256_extracti128_si256(ki, 1));
+    _mm_storel_epi64((__m128i *)(code + ow), _mm_packus_epi16(w, w));
+  }
+}
+
+/* unpacklo/hi interleave within lanes: windows 0,1,4,5 and 2,3,6,7; the two 128-bit halves
+ * are then recombined into consecutive columns. */
+AVX2_TARGET static inline void bwd8(const float *gy, const uint8_t *code, float *g0, float *g1, int64_t ow) {
+  const __m256 g = _mm256_add_ps(_mm256_loadu_ps(gy + ow), _mm256_setzero_ps());
+  const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(code + ow)));
+  const __m256 w0 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_setzero_si256())), g);
+  const __m256 w1 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(1))), g);
+  const __m256 w2 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(2))), g);
+  const __m256 w3 = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, _mm256_set1_epi32(3))), g);
+  const __m256 lo0 = _mm256_unpacklo_ps(w0, w1), hi0 = _mm256_unpackhi_ps(w0, w1);
+  const __m256 lo1 = _mm256_unpacklo_ps(w2, w3), hi1 = _mm256_unpackhi_ps(w2, w3);
+  _mm256_storeu_ps(g0 + 2 * ow, _mm256_permute2f128_ps(lo0, hi0, 0x20));
+  _mm256_storeu_ps(g0 + 2 * ow + 8, _mm256_permute2f128_ps(lo0, hi0, 0x31));
+  _mm256_storeu_ps(g1 + 2 * ow, _mm256_permute2f128_ps(lo1, hi1, 0x20));
+  _mm256_storeu_ps(g1 + 2 * ow + 8, _mm256_permute2f128_ps(lo1, hi1, 0x31));
+}
+#define ROW8(step, ...)                                                                          \
+  if (Wo >= 8) {                                                                                 \
+    for (; ow + 8 <= Wo; ow += 8) step(__VA_ARGS__, ow);                                         \
+    if (ow < Wo) step(__VA_ARGS__, Wo - 8), ow = Wo;                                             \
+  }
+CODES_BODIES(avx2, AVX2_TARGET, ROW8)
+#else
+#define HAVE_AVX2_VARIANT 0
+#endif
+
+/* Set by tests/c/test_pool_fast.c to run the baseline kernels on an AVX2 CPU too. */
+int mt_pool_baseline_only;
+
+static bool use_avx2(void) {
+#if HAVE_AVX2_VARIANT
+  if (mt_pool_baseline_only) return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+/* MaxPool2d(2)'s shape: the windows tile the image from the top left without overlap. */
+static bool is_2x2(const pool_geom *g) {
+  return g->kH == 2 && g->kW == 2 && g->sH == 2 && g->sW == 2 && g->pH == 0 && g->pW == 0 && g->dH == 1 &&
+         g->dW == 1 && 2 * g->Ho <= g->H && 2 * g->Wo <= g->W;
+}
 
 #define DEF_POOL(T, P)                                                                           \
   static void max_fwd_##P(const pool_geom *g, const T *x, T *y, int64_t *ind, int64_t p0, int64_t p1) { \
@@ -252,6 +445,8 @@ typedef struct pool_call {
   const void *src; /* forward: x; backward: gy */
   void *dst;       /* forward: y; backward: gx */
   int64_t *ind;    /* max only */
+  uint8_t *code;   /* max2x2 only; NULL in a forward without a node */
+  bool avx2;
 } pool_call;
 
 static void pool_chunk(void *ctx, int64_t p0, int64_t p1, int chunk, int worker) {
@@ -259,6 +454,16 @@ static void pool_chunk(void *ctx, int64_t p0, int64_t p1, int chunk, int worker)
   const pool_call *c = ctx;
   const pool_geom *g = c->g;
   const bool f32 = g->dtype == MT_FLOAT32;
+  if (c->kind == POOL_MAX2X2) {
+    void (*fwd)(const float *, float *, uint8_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) = codes_fwd_base;
+    void (*bwd)(const float *, const uint8_t *, float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) = codes_bwd_base;
+#if HAVE_AVX2_VARIANT
+    if (c->avx2) fwd = codes_fwd_avx2, bwd = codes_bwd_avx2;
+#endif
+    if (!c->backward) fwd(c->src, c->dst, c->code, p0, p1, g->H, g->W, g->Ho, g->Wo);
+    else bwd(c->src, c->code, c->dst, p0, p1, g->H, g->W, g->Ho, g->Wo);
+    return;
+  }
   if (!c->backward) {
     switch (c->kind) {
     case POOL_MAX:
@@ -273,6 +478,7 @@ static void pool_chunk(void *ctx, int64_t p0, int64_t p1, int chunk, int worker)
       if (f32) adaptive_fwd_s(g, c->src, c->dst, p0, p1);
       else adaptive_fwd_d(g, c->src, c->dst, p0, p1);
       break;
+    case POOL_MAX2X2: break;
     }
     return;
   }
@@ -289,6 +495,7 @@ static void pool_chunk(void *ctx, int64_t p0, int64_t p1, int chunk, int worker)
     if (f32) adaptive_bwd_s(g, c->src, c->dst, p0, p1);
     else adaptive_bwd_d(g, c->src, c->dst, p0, p1);
     break;
+  case POOL_MAX2X2: break;
   }
 }
 
@@ -306,7 +513,7 @@ typedef struct pool_node {
   mt_node base;
   pool_kind kind;
   pool_geom g;
-  mt_saved indices; /* max only */
+  mt_saved indices; /* max: int64 flat indices; max2x2: uint8 window codes */
 } pool_node;
 
 static void pool_release(mt_node *n) { mt_saved_release(&((pool_node *)n)->indices); }
@@ -318,14 +525,16 @@ static mt_status pool_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **g
   if (!gout[0] || !mt_edge_live(e)) return MT_OK;
   mt_tensor *ind = NULL, *gy = NULL, *gx = NULL;
   mt_status st;
-  if (pn->kind == POOL_MAX && (st = mt_saved_get(&pn->indices, n, &ind))) return st;
+  if ((pn->kind == POOL_MAX || pn->kind == POOL_MAX2X2) && (st = mt_saved_get(&pn->indices, n, &ind))) return st;
   if ((st = mt_contiguous(&gy, gout[0]))) return st;
-  if ((st = mt_empty(&gx, g->dtype, e->ndim, e->sizes))) { /* each chunk zeroes its planes */
+  if ((st = mt_empty(&gx, g->dtype, e->ndim, e->sizes))) { /* each chunk writes all of its planes */
     mt_tensor_release(gy);
     return st;
   }
-  pool_call c = {.g = g, .kind = pn->kind, .backward = true, .src = mt_data(gy), .dst = mt_data(gx),
-                 .ind = ind ? mt_data(ind) : NULL}; /* the saved indices: the forward's fresh contiguous tensor */
+  /* the saved indices or codes: the forward's fresh contiguous tensor */
+  pool_call c = {.g = g, .kind = pn->kind, .backward = true, .src = mt_data(gy), .dst = mt_data(gx), .avx2 = use_avx2()};
+  if (pn->kind == POOL_MAX2X2) c.code = mt_data(ind);
+  else if (ind) c.ind = mt_data(ind);
   pool_parallel(&c);
   mt_tensor_release(gy);
   gin[0] = gx;
@@ -361,15 +570,19 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
   memcpy(sizes, input->sizes, sizeof sizes);
   sizes[nd - 2] = g->Ho, sizes[nd - 1] = g->Wo;
   const bool record = mt_grad_needed(1, &input), was = mt_is_grad_enabled();
-  mt_tensor *x = NULL, *y = NULL, *ind = NULL;
+  mt_tensor *x = NULL, *y = NULL, *ind = NULL, *code = NULL;
   mt_status st;
   mt_trace *const tr = mt_active_trace;
+  /* no indices asked for: the float32 2x2 kernel, with window codes only for a node */
+  if (kind == POOL_MAX && !indices && g->dtype == MT_FLOAT32 && is_2x2(g)) kind = POOL_MAX2X2;
   mt_set_grad_enabled(false); /* the contiguous copy records nothing, neither for autograd nor */
   mt_active_trace = NULL;     /* for a trace (the public functions record the pooling itself) */
   if ((st = mt_contiguous(&x, input)) || (st = mt_empty(&y, g->dtype, nd, sizes)) ||
-      (kind == POOL_MAX && (st = mt_empty(&ind, MT_INT64, nd, sizes))))
+      (kind == POOL_MAX && (st = mt_empty(&ind, MT_INT64, nd, sizes))) ||
+      (kind == POOL_MAX2X2 && record && (st = mt_empty(&code, MT_UINT8, nd, sizes))))
     goto done;
-  pool_call c = {.g = g, .kind = kind, .src = mt_data(x), .dst = mt_data(y), .ind = ind ? mt_data(ind) : NULL};
+  pool_call c = {.g = g, .kind = kind, .src = mt_data(x), .dst = mt_data(y), .ind = ind ? mt_data(ind) : NULL,
+                 .code = code ? mt_data(code) : NULL, .avx2 = use_avx2()};
   pool_parallel(&c);
   if (record) {
     pool_node *n = (pool_node *)mt_node_new(sizeof *n, name, pool_backward, pool_release, 1, &input, 1);
@@ -378,6 +591,7 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
       n->kind = kind;
       n->g = *g;
       if (kind == POOL_MAX) st = mt_save_tensor(&n->indices, ind);
+      else if (kind == POOL_MAX2X2) st = mt_save_tensor(&n->indices, code);
       if (!st) mt_node_set_output(&n->base, y, 0);
       mt_node_release(&n->base);
     }
@@ -385,7 +599,7 @@ static mt_status pool_run(mt_tensor **out, mt_tensor **indices, pool_kind kind, 
 done:
   mt_active_trace = tr;
   mt_set_grad_enabled(was);
-  mt_tensor_release(x);
+  mt_tensor_release(x), mt_tensor_release(code); /* the node holds its own reference */
   if (st) {
     mt_tensor_release(y), mt_tensor_release(ind);
     return st;
