@@ -135,37 +135,49 @@ if want("save_400MB", "load_400MB", "mmap_load_400MB") then
 end
 
 -- One epoch of the Fashion-MNIST demo's training (examples/fashion_mnist.lua: same net,
--- AdamW, one-cycle schedule, batch 128), then test accuracy.
+-- AdamW, one-cycle schedule, batch 128), then test accuracy. The epoch runs EPOCH_RUNS times
+-- from the same seed (the same work each time) and the median time is the result: one epoch
+-- is a single sample of a noisy machine.
+local EPOCH_RUNS = 3
 if not opts.quick and want("fashion_mnist_epoch") then
   local data = torch.utils.data
   local train_set = torch.datasets.FashionMNIST(opts.data, { train = true })
   local test_set = torch.datasets.FashionMNIST(opts.data, { train = false })
-  torch.manual_seed(1)
-  local loader = data.DataLoader(train_set, { batch_size = 128, shuffle = true, drop_last = true })
-  local test_loader = data.DataLoader(test_set, { batch_size = 1000 })
-  local model = nn.Sequential(
-    nn.Conv2d(1, 16, 3, { padding = 1, bias = false }), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Conv2d(16, 32, 3, { padding = 1, bias = false }), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-    nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-  local opt = torch.optim.AdamW(model:parameters(), { lr = 0.003, weight_decay = 1e-4 })
-  local sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.003, { epochs = 1, steps_per_epoch = #loader })
-  local t0 = now()
-  model:train()
-  for x, y in loader:iter() do
-    local loss = F.cross_entropy(model(x), y)
-    opt:zero_grad()
-    loss:backward()
-    opt:step()
-    sched:step()
-  end
-  emit("fashion_mnist_epoch", now() - t0)
-  model:eval()
-  local correct, n = 0, 0
-  torch.no_grad(function()
-    for x, y in test_loader:iter() do
-      correct = correct + model(x):argmax(2):eq(y):sum():item()
-      n = n + y:size(1)
+  local function once()
+    torch.manual_seed(1)
+    local loader = data.DataLoader(train_set, { batch_size = 128, shuffle = true, drop_last = true })
+    local test_loader = data.DataLoader(test_set, { batch_size = 1000 })
+    local model = nn.Sequential(
+      nn.Conv2d(1, 16, 3, { padding = 1, bias = false }), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Conv2d(16, 32, 3, { padding = 1, bias = false }), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+    local opt = torch.optim.AdamW(model:parameters(), { lr = 0.003, weight_decay = 1e-4 })
+    local sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.003, { epochs = 1, steps_per_epoch = #loader })
+    local t0 = now()
+    model:train()
+    for x, y in loader:iter() do
+      local loss = F.cross_entropy(model(x), y)
+      opt:zero_grad()
+      loss:backward()
+      opt:step()
+      sched:step()
     end
-  end)
-  emit("fashion_mnist_epoch.acc", correct / n)
+    local elapsed = now() - t0
+    model:eval()
+    local correct, n = 0, 0
+    torch.no_grad(function()
+      for x, y in test_loader:iter() do
+        correct = correct + model(x):argmax(2):eq(y):sum():item()
+        n = n + y:size(1)
+      end
+    end)
+    return elapsed, correct / n
+  end
+  local times, acc = {}, nil
+  for r = 1, EPOCH_RUNS do
+    local t, a = once()
+    times[r], acc = t, acc or a
+  end
+  emit("fashion_mnist_epoch", common.median(times))
+  emit("fashion_mnist_epoch.acc", acc)
 end

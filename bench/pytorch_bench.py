@@ -92,6 +92,11 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+# The epoch runs EPOCH_RUNS times from the same seed (the same work each time); the median time
+# is the result: one epoch is a single sample of a noisy machine.
+EPOCH_RUNS = 3
+
+
 def fashion_epoch(data):
     def load(split):
         x = torch.from_numpy(read_idx(f"{data}/{split}-images-idx3-ubyte.gz").copy())
@@ -99,34 +104,40 @@ def fashion_epoch(data):
         return x, y
     xtr, ytr = load("train")
     xte, yte = load("t10k")
-    torch.manual_seed(1)
-    model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-    steps = len(xtr) // 128
-    opt = torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.003, epochs=1, steps_per_epoch=steps)
-    t0 = now()
-    model.train()
-    # As a DataLoader with shuffle and drop_last: a permutation, whole batches, pixels / 255.
-    perm = torch.randperm(len(xtr))
-    for i in range(steps):
-        idx = perm[i * 128:(i + 1) * 128]
-        x = xtr.index_select(0, idx).float().div_(255).unsqueeze(1)
-        loss = F.cross_entropy(model(x), ytr.index_select(0, idx))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    emit("fashion_mnist_epoch", now() - t0)
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(xte), 1000):
-            x = xte[i:i + 1000].float().div_(255).unsqueeze(1)
-            correct += (model(x).argmax(1) == yte[i:i + 1000]).sum().item()
-    emit("fashion_mnist_epoch.acc", correct / len(xte))
+
+    def once():
+        torch.manual_seed(1)
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+        steps = len(xtr) // 128
+        opt = torch.optim.AdamW(model.parameters(), lr=0.003, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.003, epochs=1, steps_per_epoch=steps)
+        t0 = now()
+        model.train()
+        # As a DataLoader with shuffle and drop_last: a permutation, whole batches, pixels / 255.
+        perm = torch.randperm(len(xtr))
+        for i in range(steps):
+            idx = perm[i * 128:(i + 1) * 128]
+            x = xtr.index_select(0, idx).float().div_(255).unsqueeze(1)
+            loss = F.cross_entropy(model(x), ytr.index_select(0, idx))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        elapsed = now() - t0
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(xte), 1000):
+                x = xte[i:i + 1000].float().div_(255).unsqueeze(1)
+                correct += (model(x).argmax(1) == yte[i:i + 1000]).sum().item()
+        return elapsed, correct / len(xte)
+
+    runs = [once() for _ in range(EPOCH_RUNS)]
+    emit("fashion_mnist_epoch", float(np.median([t for t, _ in runs])))
+    emit("fashion_mnist_epoch.acc", runs[0][1])
 
 
 def main():
