@@ -161,3 +161,111 @@ describe("distributions", function()
     H.expect_error(function() return torch.randint(5, 5, { 3 }) end, "randint", { "range", "low", "high", "empty" })
   end)
 end)
+
+-- bernoulli_ draws one float64 uniform (two 32-bit words) per element from PyTorch's MT19937
+-- stream; these sizes and stream offsets cross the engine's 624-word refills at both parities.
+-- Reference numbers from PyTorch 1.13 (no MKL): torch.manual_seed(seed); torch.rand(shift);
+-- t = torch.empty(n, dtype=dt).bernoulli_(p); count = t.long().sum(), weighted =
+-- (t.long() * (torch.arange(n) % 9973 + 1)).sum(), next = torch.randint(0, 2**31, (1,)).
+describe("bernoulli_ and dropout follow PyTorch's stream", function()
+  local cases = {
+    { 0, 0, 1, 0.3, "float32", 0, 0, 924231285 },
+    { 1, 1, 311, 0.75, "float64", 230, 35290, 2006116153 },
+    { 2, 0, 312, 0.5, "uint8", 161, 25814, 2006235625 },
+    { 3, 1, 313, 0.25, "bool", 82, 11909, 231958239 },
+    { 4, 0, 625, 0.9, "int16", 564, 177134, 593301534 },
+    { 5, 1, 1249, 0.75, "float32", 932, 578937, 1813250325 },
+    { 6, 3, 4097, 0.1, "bfloat16", 383, 790795, 2010440336 },
+    { 7, 1, 100003, 0.75, "float32", 74935, 372903733, 1002280831 },
+    { 8, 0, 200704, 0.75, "float32", 150280, 744681683, 1650569771 },
+    { 9, 1, 1000, 0.0, "float32", 0, 0, 353063754 },
+    { 10, 1, 1000, 1.0, "float64", 1000, 500500, 1876618016 },
+    { 11, 2, 623, 1e-9, "int64", 0, 0, 238037002 },
+  }
+  local function weights(n) return torch.arange(n):remainder(9973):add(1) end
+
+  for _, c in ipairs(cases) do
+    local seed, shift, n, p, dt, count, weighted, nxt = table.unpack(c)
+    it(string.format("bernoulli_(%g) of %d %s after %d words", p, n, dt, shift), function()
+      torch.manual_seed(seed)
+      if shift > 0 then torch.rand(shift) end
+      local t = torch.empty(n, { dtype = dt }):bernoulli_(p):long()
+      assert.are.equal(count, t:sum():item())
+      assert.are.equal(weighted, (t * weights(n)):sum():item())
+      assert.are.equal(nxt, torch.randint(0, 2147483648, { 1 }):item(), "the stream goes on where PyTorch's does")
+    end)
+  end
+
+  -- PyTorch: x = ((torch.arange(n) % 17).double() - 8.5).mul(0.37).to(dt); torch.manual_seed(seed);
+  -- y = F.dropout(x, p, True); the kept positions y.ne(0), and the first kept value
+  for _, c in ipairs({ { 8, 128 * 1568, 0.25, "float32", 150280, 744681683, 2, -3.700000286102295 },
+                       { 9, 1249, 0.5, "float64", 627, 383453, 1, -6.29 } }) do
+    local seed, n, p, dt, count, weighted, first, value = table.unpack(c)
+    it(string.format("dropout(%g) of %d %s keeps PyTorch's elements, scaled as PyTorch scales them", p, n, dt), function()
+      local x = torch.arange(n):remainder(17):to("float64"):sub(8.5):mul(0.37):to(dt):requires_grad_()
+      torch.manual_seed(seed)
+      local y = torch.nn.functional.dropout(x, p, true)
+      local kept = y:ne(0):long()
+      assert.are.equal(count, kept:sum():item())
+      assert.are.equal(weighted, (kept * weights(n)):sum():item())
+      assert.are.equal(1, kept[first]:item())
+      assert.are.equal(value, y[first]:item())
+    end)
+  end
+
+  -- The composite dropout is bernoulli_(1 - p), div_(1 - p), input * noise.
+  local function composite(x, p, seed)
+    torch.manual_seed(seed)
+    local noise = torch.empty_like(x:detach()):bernoulli_(1 - p)
+    noise:div_(1 - p)
+    return noise
+  end
+  local function same(a, b) -- bit for bit, NaN where NaN, -0 where -0
+    assert.is_true(torch.equal(a:isnan(), b:isnan()))
+    local an, bn = a:detach():masked_fill(a:isnan(), 0), b:detach():masked_fill(b:isnan(), 0)
+    assert.is_true(torch.equal(an, bn))
+    assert.is_true(torch.equal(an:reciprocal(), bn:reciprocal())) -- +inf or -inf at zeros
+  end
+
+  for _, dt in ipairs({ "float32", "float64", "float16", "bfloat16" }) do
+    for _, n in ipairs({ 1, 2, 311, 313, 1249, 5003 }) do
+      it(string.format("dropout of %d %s is the composite's output and gradient, NaN, inf and -0 included", n, dt), function()
+        local base = torch.arange(n):remainder(7):to("float64"):sub(3):mul(0.25)
+        if n > 4 then base[2], base[3], base[4] = 0 / 0, 1 / 0, -0.0 end
+        for _, p in ipairs({ 0.25, 0.5, 0.9 }) do
+          local x = base:to(dt):clone():requires_grad_() -- a fresh leaf for each p
+          torch.manual_seed(n)
+          local y = torch.nn.functional.dropout(x, p, true)
+          local noise = composite(x, p, n)
+          same(y, x:detach() * noise)
+          assert.are.equal("MulBackward0", y.grad_fn:name())
+          local g = torch.arange(n):to(dt)
+          y:backward(g)
+          same(x.grad, g * noise)
+          torch.manual_seed(n)
+          local y2 = torch.no_grad(function() return torch.nn.functional.dropout(x, p, true) end)
+          same(y2, y:detach())
+        end
+      end)
+    end
+  end
+
+  it("dropout of a strided input and of a 2-D channel-wise input is the composite's", function()
+    local x = torch.arange(600):to("float32"):sub(300):view(20, 30):t()
+    torch.manual_seed(3)
+    local y = torch.nn.functional.dropout(x, 0.25, true)
+    same(y, x * composite(x:contiguous(), 0.25, 3))
+    local v = torch.arange(2 * 3 * 4):to("float64"):view(2, 3, 2, 2)
+    torch.manual_seed(4)
+    local y2 = torch.nn.functional.dropout2d(v, 0.5, true)
+    same(y2, v * composite(torch.empty(2, 3, 1, 1, { dtype = "float64" }), 0.5, 4))
+  end)
+
+  it("a second backward through dropout without retain_graph is an error", function()
+    local x = torch.randn(10):requires_grad_()
+    local y = torch.nn.functional.dropout(x, 0.5, true):sum()
+    y:backward(nil, { retain_graph = true })
+    y:backward()
+    assert.has_error(function() y:backward() end)
+  end)
+end)

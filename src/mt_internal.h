@@ -304,6 +304,13 @@ typedef mt_status (*mt_storage_loader)(void *ctx, const char *key, mt_dtype dt, 
 mt_status mt_pickle_read(const uint8_t *data, size_t len, mt_storage_loader load, void *ctx, mt_value **out);
 
 
+/* ---- random numbers (random.c) ---------------------------------------------------------- */
+/* bernoulli_(p)'s draw from g (NULL: the default generator) into n contiguous elements of `size`
+ * bytes, written as the bit patterns `one` and `zero`; `each` (if not NULL) runs on every run of
+ * elements [i0, i0 + m) while it is still in cache (dropout's mask and product, nn_misc.c). */
+void mt_bernoulli_runs(void *data, size_t size, int64_t n, double p, const void *one, const void *zero,
+                       mt_generator *g, void (*each)(void *ctx, int64_t i0, int64_t m), void *ctx);
+
 /* ---- parallel loops (parallel.c) --------------------------------------------------------- */
 /* mt_parallel_for(n, grain, fn, ctx) splits [0, n) into k = mt_parallel_chunks(n, grain)
  * chunks (ceil(n / grain), at most MT_PARALLEL_MAX_CHUNKS) and calls

@@ -7,8 +7,11 @@
  * dropout is PyTorch's CPU composite: a mask drawn with bernoulli_(1 - p) from the given
  * generator (so a seed gives PyTorch's mask), divided by 1 - p, and input * mask through the
  * ordinary multiply, whose node (MulBackward0, as in PyTorch) multiplies the gradient by the
- * saved mask. The activations run on contiguous data in float32 or float64 (float16 and
- * bfloat16 through float32), with PyTorch's formulas for value and derivative.
+ * saved mask. For a contiguous float32/float64 input (element-wise) the same bits come in one
+ * pass: the mask drawn straight as its two divided values, the product formed while each run
+ * of it is in cache, and a MulBackward0 node of its own that keeps only the mask.
+ * The activations run on contiguous data in float32 or float64 (float16 and bfloat16 through
+ * float32), with PyTorch's formulas for value and derivative.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 /* -O2's "very cheap" vectorizer cost model leaves loops with a runtime trip count scalar, and
@@ -146,6 +149,88 @@ done:
 /* ============================================================================================ */
 /* dropout                                                                                      */
 
+typedef struct drop_node {
+  mt_node base;
+  mt_saved mask;
+} drop_node;
+
+static void drop_release(mt_node *n) { mt_saved_release(&((drop_node *)n)->mask); }
+
+/* What the composite's MulBackward0 computes for the input: grad * mask. */
+static mt_status drop_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **gin) {
+  const mt_tensor *g = gout[0];
+  if (!g || !mt_edge_live(&n->next[0])) return MT_OK;
+  mt_tensor *mask;
+  mt_status st = mt_saved_get(&((drop_node *)n)->mask, n, &mask);
+  if (st) return st;
+  const bool grad_on = mt_is_grad_enabled();
+  mt_set_grad_enabled(false);
+  st = mt_binary(&gin[0], MT_MUL, g, mask);
+  mt_set_grad_enabled(grad_on);
+  return st;
+}
+
+typedef struct drop_ctx {
+  const void *x;
+  void *y;
+  const void *mask; /* may be y itself */
+  bool f64;
+} drop_ctx;
+
+/* y = x * mask over one run, in the dtype, as the multiply kernel rounds it. */
+static void drop_mul(void *ctx, int64_t i0, int64_t m) {
+  const drop_ctx *c = ctx;
+  if (c->f64) {
+    const double *x = (const double *)c->x + i0, *k = (const double *)c->mask + i0;
+    double *y = (double *)c->y + i0;
+    for (int64_t i = 0; i < m; i++) y[i] = x[i] * k[i];
+  } else {
+    const float *x = (const float *)c->x + i0, *k = (const float *)c->mask + i0;
+    float *y = (float *)c->y + i0;
+    for (int64_t i = 0; i < m; i++) y[i] = x[i] * k[i];
+  }
+}
+
+/* The composite's result for a contiguous float32/float64 input and 0 < p < 1. */
+static mt_status dropout_fused(mt_tensor **out, const mt_tensor *input, double p, mt_generator *g) {
+  const mt_dtype dt = input->dtype;
+  const size_t es = mt_dtype_size(dt);
+  /* The mask's two values, 0 / (1 - p) and 1 / (1 - p), from the very division the
+   * composite applies to it. */
+  mt_tensor *vals, *scale = NULL, *mask = NULL, *res = NULL;
+  const int64_t two = 2;
+  mt_status st = mt_empty(&vals, dt, 1, &two);
+  if (st) return st;
+  if (dt == MT_FLOAT64) ((double *)mt_data(vals))[0] = 0, ((double *)mt_data(vals))[1] = 1;
+  else ((float *)mt_data(vals))[0] = 0, ((float *)mt_data(vals))[1] = 1;
+  if ((st = mt_wrap_number(&scale, mt_scalar_float(1 - p))) || (st = mt_binary_(MT_DIV, vals, scale))) goto done;
+  const mt_tensor *ins[1] = {input};
+  const bool grad = mt_grad_needed(1, ins);
+  if ((st = mt_empty(&res, dt, input->ndim, input->sizes))) goto done;
+  if (grad && (st = mt_empty(&mask, dt, input->ndim, input->sizes))) goto done;
+  void *m = mt_data(mask ? mask : res); /* without a backward, the mask is drawn into the result */
+  drop_ctx c = {mt_data(input), mt_data(res), m, dt == MT_FLOAT64};
+  const char *v = mt_data(vals);
+  mt_bernoulli_runs(m, es, mt_numel(input), 1 - p, v + es, v, g, drop_mul, &c);
+  if (grad) {
+    drop_node *n = (drop_node *)mt_node_new(sizeof *n, "MulBackward0", drop_backward, drop_release, 1, ins, 1);
+    if (!n) {
+      st = MT_ENOMEM;
+      goto done;
+    }
+    if (!(st = mt_save_tensor(&n->mask, mask))) mt_node_set_output(&n->base, res, 0);
+    mt_node_release(&n->base);
+  }
+done:
+  mt_tensor_release(vals), mt_tensor_release(scale), mt_tensor_release(mask);
+  if (st) {
+    mt_tensor_release(res);
+    return st;
+  }
+  *out = res;
+  return MT_OK;
+}
+
 MT_API mt_status mt_dropout(mt_tensor **out, const mt_tensor *input, double p, bool training, bool channelwise,
                             mt_generator *g) {
   if (!out || !input) return mt_fail(MT_EARG, "missing tensor argument");
@@ -164,6 +249,8 @@ MT_API mt_status mt_dropout(mt_tensor **out, const mt_tensor *input, double p, b
   }
   /* a graph replaying one mask (or drawing new ones) would not be the model that was traced */
   if (mt_tracing()) mt_trace_refuse("dropout in training mode (random number generation)");
+  if (p < 1 && !channelwise && (input->dtype == MT_FLOAT32 || input->dtype == MT_FLOAT64) && mt_is_contiguous(input))
+    return dropout_fused(out, input, p, g);
   mt_tensor *noise, *scale = NULL;
   mt_status st;
   if (p == 1) { /* no draw: input * 0 (NaN stays NaN, as in PyTorch) */

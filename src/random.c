@@ -25,7 +25,8 @@
  *      for the next scalar draw (the cache is part of the saved state).
  *  - randint_(low, high): (random32 % (high - low)) + low; random64 instead when the range is
  *    >= 2^32 and the dtype is int64, float64, float32 or bfloat16.
- *  - bernoulli_(p): one float64 uniform u per element, value u < p.
+ *  - bernoulli_(p): one float64 uniform u per element, value u < p. (Dropout draws its mask
+ *    through mt_bernoulli_runs: the same words, written straight as the mask's two values.)
  *  - randperm(n): Fisher–Yates, for i in 0 .. n-2 swap r[i] and r[i + random32 % (n - i)].
  * Elements are drawn in logical (row-major) order. A non-contiguous tensor is filled through a
  * contiguous scratch tensor (PyTorch walks such tensors in memory order instead, and takes
@@ -42,6 +43,9 @@
  * explicit, so the plain and FMA builds agree) plus, in normal_ only, the C library's
  * log/sin/cos for float64 and logf/sinf/cosf for the 16-bit dtypes (glibc here, as PyTorch).
  *
+ * Speed: the engine's refill, the tempering of whole runs of words and bernoulli_'s compare
+ * are integer loops that vectorise (SSE2, or AVX2 where the CPU has it: same bits either way).
+ *
  * State (mt_generator_get_state): PyTorch's CPUGeneratorImplState layout, 5056 bytes, little
  * endian: u64 seed | i32 left | i32 seeded | u64 next | u64 state[624] | f64 normal_x,
  * normal_y, normal_rho | i32 normal_is_valid | 4 pad | f32 float_normal | u8 float_valid |
@@ -51,7 +55,9 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
+/* -O2's "very cheap" vectorizer cost model leaves loops with a runtime trip count scalar: the
+ * engine's integer loops below are written to vectorise (no floating point is reordered). */
+#pragma GCC optimize("fp-contract=off", "vect-cost-model=dynamic")
 #endif
 
 #include "mt_internal.h"
@@ -92,23 +98,72 @@ static void engine_seed(mt_generator *g, uint64_t seed) {
   g->normal_f32 = 0.0f;
 }
 
-static inline uint32_t twist(uint32_t u, uint32_t v) {
+/* ---- CPU variants ------------------------------------------------------------------------ */
+
+/* Some loops are compiled twice, plainly and for an x86 extension, and chosen at run time by
+ * what the CPU has. Both copies give identical bits; only the speed differs. */
+#define MT_ALWAYS_INLINE static inline __attribute__((always_inline))
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define MT_FMA_TARGET __attribute__((target("fma")))
+#define MT_AVX2_TARGET __attribute__((target("avx2")))
+#else
+#define MT_FMA_TARGET
+#define MT_AVX2_TARGET
+#endif
+
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static bool use_fma, use_avx2;
+
+static void cpu_init(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  use_fma = __builtin_cpu_supports("fma");
+  use_avx2 = __builtin_cpu_supports("avx2");
+#endif
+}
+static bool cpu_has_fma(void) {
+  pthread_once(&cpu_once, cpu_init);
+  return use_fma;
+}
+static bool cpu_has_avx2(void) {
+  pthread_once(&cpu_once, cpu_init);
+  return use_avx2;
+}
+
+/* Integer loops written to vectorise: the baseline copy gets SSE2 on x86-64, the AVX2 copy
+ * twice the lanes. */
+#define MT_AVX2_VARIANTS(name, params, args)                                                    \
+  static void name##_base params { name##_body args; }                                          \
+  MT_AVX2_TARGET static void name##_avx2 params { name##_body args; }                           \
+  static void name params {                                                                     \
+    if (cpu_has_avx2()) name##_avx2 args;                                                       \
+    else name##_base args;                                                                      \
+  }
+
+/* ---- MT19937: refill and tempering ------------------------------------------------------- */
+
+MT_ALWAYS_INLINE uint32_t twist(uint32_t u, uint32_t v) {
   return (((u & 0x80000000u) | (v & 0x7fffffffu)) >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
 }
 
-static void engine_refill(mt_generator *g) {
-  uint32_t *s = g->state;
+/* Word j becomes s[(j + M) mod N] ^ twist(s[j], s[j + 1]). The first N - M = 227 words read
+ * only old words; each later one reads the word rewritten 227 places before it. Either way
+ * any run of up to 227 consecutive words is independent, so both loops vectorise. */
+MT_ALWAYS_INLINE void refill_words_body(uint32_t *s) {
   int j = 0;
   for (; j < MT_N - MT_M; j++) s[j] = s[j + MT_M] ^ twist(s[j], s[j + 1]);
   for (; j < MT_N - 1; j++) s[j] = s[j + MT_M - MT_N] ^ twist(s[j], s[j + 1]);
   s[MT_N - 1] = s[MT_M - 1] ^ twist(s[MT_N - 1], s[0]);
+}
+MT_AVX2_VARIANTS(refill_words, (uint32_t * s), (s))
+
+static void engine_refill(mt_generator *g) {
+  refill_words(g->state);
   g->left = MT_N;
   g->next = 0;
 }
 
-static inline uint32_t random32(mt_generator *g) {
-  if (--g->left == 0) engine_refill(g);
-  uint32_t y = g->state[g->next++];
+MT_ALWAYS_INLINE uint32_t temper(uint32_t y) {
   y ^= y >> 11;
   y ^= (y << 7) & 0x9d2c5680u;
   y ^= (y << 15) & 0xefc60000u;
@@ -116,8 +171,18 @@ static inline uint32_t random32(mt_generator *g) {
   return y;
 }
 
+MT_ALWAYS_INLINE void temper_run_body(uint32_t *restrict out, const uint32_t *restrict s, int64_t n) {
+  for (int64_t j = 0; j < n; j++) out[j] = temper(s[j]);
+}
+MT_AVX2_VARIANTS(temper_run, (uint32_t *restrict out, const uint32_t *restrict s, int64_t n), (out, s, n))
+
+static inline uint32_t random32(mt_generator *g) {
+  if (--g->left == 0) engine_refill(g);
+  return temper(g->state[g->next++]);
+}
+
 /* k words of the stream into out, exactly as k calls of random32 would draw them (and leaving
- * the same left/next), but tempering whole runs of the state at once (that loop vectorises).
+ * the same left/next), but tempering whole runs of the state at once.
  * After a refill, left = MT_N + 1 makes the run state[0 .. MT_N); left + next stays MT_N + 1. */
 static void random32_block(mt_generator *g, uint32_t *out, int64_t k) {
   while (k > 0) {
@@ -126,15 +191,7 @@ static void random32_block(mt_generator *g, uint32_t *out, int64_t k) {
       g->left = MT_N + 1;
     }
     const int64_t take = g->left - 1 < k ? g->left - 1 : k;
-    const uint32_t *s = g->state + g->next;
-    for (int64_t j = 0; j < take; j++) {
-      uint32_t y = s[j];
-      y ^= y >> 11;
-      y ^= (y << 7) & 0x9d2c5680u;
-      y ^= (y << 15) & 0xefc60000u;
-      y ^= y >> 18;
-      out[j] = y;
-    }
+    temper_run(out, g->state + g->next, take);
     g->next += (int32_t)take;
     g->left -= (int32_t)take;
     out += take;
@@ -157,15 +214,8 @@ static inline double unit_f64(mt_generator *g) {
 
 static mt_generator default_gen = {.lock = PTHREAD_MUTEX_INITIALIZER};
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
-static bool use_fma; /* the CPU has FMA instructions (see MT_FMA_VARIANTS) */
 
-static void default_init(void) {
-  engine_seed(&default_gen, MT_DEFAULT_SEED);
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  use_fma = __builtin_cpu_supports("fma");
-#endif
-}
+static void default_init(void) { engine_seed(&default_gen, MT_DEFAULT_SEED); }
 
 MT_API mt_generator *mt_default_generator(void) {
   pthread_once(&default_once, default_init);
@@ -294,19 +344,7 @@ MT_API mt_status mt_generator_set_state(mt_generator *g, const uint8_t *buf, siz
 /* ---- FMA: explicit where PyTorch's compiled kernels have one ------------------------------ */
 
 /* Each kernel body is compiled twice: plainly (fma()/fmaf() from libm, exact but slow without
- * hardware support) and, on x86, for CPUs with FMA, where the same calls become instructions.
- * Both give identical bits; only the speed differs. */
-#define MT_ALWAYS_INLINE static inline __attribute__((always_inline))
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define MT_FMA_TARGET __attribute__((target("fma")))
-#else
-#define MT_FMA_TARGET
-#endif
-static bool cpu_has_fma(void) {
-  pthread_once(&default_once, default_init);
-  return use_fma;
-}
-
+ * hardware support) and, on x86, for CPUs with FMA, where the same calls become instructions. */
 #define MT_FMA_VARIANTS(name, params, args)                                                     \
   static void name##_plain params { name##_body args; }                                         \
   MT_FMA_TARGET static void name##_fma params { name##_body args; }                             \
@@ -652,7 +690,6 @@ static inline uint8_t conv_u8(int64_t v) { return (uint8_t)v; }
 static inline bool conv_b8(int64_t v) { return v != 0; }
 
 typedef void (*randint_fn)(void *data, int64_t n, uint64_t range, int64_t base, bool wide, mt_generator *g);
-typedef void (*bernoulli_fn)(void *data, int64_t n, double p, mt_generator *g);
 typedef void (*iota_fn)(void *data, int64_t n);
 
 /* Arithmetic in uint64, as PyTorch's (val % range) + base, so that no overflow is undefined. */
@@ -665,22 +702,6 @@ typedef void (*iota_fn)(void *data, int64_t n);
     else                                                                                        \
       for (int64_t i = 0; i < n; i++) d[i] = conv_##sfx((int64_t)(random32(g) % range + (uint64_t)base)); \
   }                                                                                             \
-  /* unit_f64(g) < p per element (two words each, high first), drawn 256 elements at a time.    \
-   * unit_f64 is u * 2^-53 for a 53-bit integer u, exactly; p * 2^53 is exact too (p in [0, 1]), \
-   * so the test is u < p * 2^53, i.e. u < ceil(p * 2^53): an integer compare that vectorises.  */ \
-  static void bernoulli_##sfx(void *data, int64_t n, double p, mt_generator *g) {               \
-    ctype *d = data;                                                                            \
-    const uint64_t lim = (uint64_t)ceil(p * 0x1p53);                                            \
-    uint32_t w[512];                                                                            \
-    for (int64_t i0 = 0; i0 < n; i0 += 256) {                                                  \
-      const int64_t m = n - i0 < 256 ? n - i0 : 256;                                            \
-      random32_block(g, w, 2 * m);                                                              \
-      for (int64_t j = 0; j < m; j++) {                                                         \
-        const uint64_t u = ((uint64_t)w[2 * j] << 32 | w[2 * j + 1]) & UINT64_C(0x1fffffffffffff); \
-        d[i0 + j] = conv_##sfx(u < lim);                                                        \
-      }                                                                                         \
-    }                                                                                           \
-  }                                                                                             \
   static void iota_##sfx(void *data, int64_t n) {                                               \
     ctype *d = data;                                                                            \
     for (int64_t i = 0; i < n; i++) d[i] = conv_##sfx(i);                                       \
@@ -692,9 +713,86 @@ MT_FOREACH_DTYPE(MT_RANDOM_KERNELS)
   [MT_BFLOAT16] = kernel##_bf16, [MT_INT64] = kernel##_i64, [MT_INT32] = kernel##_i32, [MT_INT16] = kernel##_i16, \
   [MT_INT8] = kernel##_i8, [MT_UINT8] = kernel##_u8, [MT_BOOL] = kernel##_b8
 static const randint_fn randint_kernels[MT_NUM_DTYPES] = {MT_ENTRY(randint)};
-static const bernoulli_fn bernoulli_kernels[MT_NUM_DTYPES] = {MT_ENTRY(bernoulli)};
 static const iota_fn iota_kernels[MT_NUM_DTYPES] = {MT_ENTRY(iota)};
 #undef MT_ENTRY
+
+/* bernoulli_: unit_f64(g) < p per element, two words each (high first). unit_f64 is u * 2^-53
+ * for the 53-bit integer u = (hi & (2^21 - 1)) << 32 | lo, exactly, and p * 2^53 is exact too
+ * (p in [0, 1]), so the test is u < lim = ceil(p * 2^53): compared as two 32-bit halves, which
+ * vectorises even with SSE2. p = 1 gives lim = 2^53, above every u. Each element is written as
+ * the bit pattern `one` (the test holds) or `zero`, so one loop per element size serves every
+ * dtype, and dropout's scaled mask too. */
+#define MT_PICK(bits)                                                                           \
+  MT_ALWAYS_INLINE void pick##bits##_body(uint##bits##_t *restrict d, const uint32_t *restrict w, int64_t m, \
+                                          uint32_t lh, uint32_t ll, uint##bits##_t one, uint##bits##_t zero) { \
+    for (int64_t j = 0; j < m; j++) {                                                           \
+      const uint32_t hi = w[2 * j] & 0x1fffffu, lo = w[2 * j + 1];                              \
+      const bool hit = (hi < lh) | ((hi == lh) & (lo < ll)); /* no branch: vectorises */        \
+      d[j] = hit ? one : zero;                                                                  \
+    }                                                                                           \
+  }                                                                                             \
+  MT_AVX2_VARIANTS(pick##bits, (uint##bits##_t *restrict d, const uint32_t *restrict w, int64_t m, uint32_t lh, \
+                                uint32_t ll, uint##bits##_t one, uint##bits##_t zero),          \
+                   (d, w, m, lh, ll, one, zero))
+MT_PICK(8)
+MT_PICK(16)
+MT_PICK(32)
+MT_PICK(64)
+#undef MT_PICK
+
+/* n elements of `size` bytes at data: `one` with probability p, else `zero` (bit patterns).
+ * each (if not NULL) runs on every run of elements [i0, i0 + m) as soon as it is written. */
+static void bernoulli_bits(void *data, size_t size, int64_t n, double p, const void *one, const void *zero,
+                           mt_generator *g, void (*each)(void *ctx, int64_t i0, int64_t m), void *ctx) {
+  const uint64_t lim = (uint64_t)ceil(p * 0x1p53);
+  const uint32_t lh = (uint32_t)(lim >> 32), ll = (uint32_t)lim;
+  uint8_t o8, z8; /* the patterns as integers of the element's size */
+  uint16_t o16 = 0, z16 = 0;
+  uint32_t o32 = 0, z32 = 0;
+  uint64_t o64 = 0, z64 = 0;
+  memcpy(&o8, one, 1), memcpy(&z8, zero, 1);
+  if (size >= 2) memcpy(&o16, one, 2), memcpy(&z16, zero, 2);
+  if (size >= 4) memcpy(&o32, one, 4), memcpy(&z32, zero, 4);
+  if (size >= 8) memcpy(&o64, one, 8), memcpy(&z64, zero, 8);
+  uint32_t w[1024];
+  for (int64_t i0 = 0; i0 < n; i0 += 512) {
+    const int64_t m = n - i0 < 512 ? n - i0 : 512;
+    random32_block(g, w, 2 * m);
+    void *d = (char *)data + (size_t)i0 * size;
+    switch (size) {
+    case 1: pick8(d, w, m, lh, ll, o8, z8); break;
+    case 2: pick16(d, w, m, lh, ll, o16, z16); break;
+    case 4: pick32(d, w, m, lh, ll, o32, z32); break;
+    default: pick64(d, w, m, lh, ll, o64, z64); break;
+    }
+    if (each) each(ctx, i0, m);
+  }
+}
+
+/* Dropout's draw (nn_misc.c): bernoulli_(p) into n contiguous elements of `size` bytes (the
+ * same words of g's stream, in the same order), written as the bit patterns `one` and `zero`;
+ * each (if not NULL) runs on every run of elements [i0, i0 + m) while it is still in cache. */
+void mt_bernoulli_runs(void *data, size_t size, int64_t n, double p, const void *one, const void *zero,
+                       mt_generator *g, void (*each)(void *ctx, int64_t i0, int64_t m), void *ctx) {
+  g = lock_gen(g);
+  bernoulli_bits(data, size, n, p, one, zero, g, each, ctx);
+  unlock_gen(g);
+}
+
+/* The bit patterns of 1 and 0 in each dtype, as bernoulli_ writes them. */
+static void unit_bits(mt_dtype dt, void *one, void *zero) {
+  switch (dt) {
+#define MT_UNIT_BITS(E, ctype, sfx)                                                             \
+  case E: {                                                                                     \
+    const ctype o = conv_##sfx(1), z = conv_##sfx(0);                                           \
+    memcpy(one, &o, sizeof o), memcpy(zero, &z, sizeof z);                                      \
+    return;                                                                                     \
+  }
+    MT_FOREACH_DTYPE(MT_UNIT_BITS)
+#undef MT_UNIT_BITS
+  default: return;
+  }
+}
 
 /* The integers a dtype holds exactly: its range for integer dtypes, +-2^digits for floats. */
 static void exact_int_range(mt_dtype dt, int64_t *lo, int64_t *hi) {
@@ -737,8 +835,10 @@ MT_API mt_status mt_bernoulli_(mt_tensor *t, double p, mt_generator *g) {
   fill_target ft;
   mt_status st = target_begin(&ft, t);
   if (st) return st;
+  uint8_t one[8] = {0}, zero[8] = {0};
+  unit_bits(t->dtype, one, zero);
   g = lock_gen(g);
-  bernoulli_kernels[t->dtype](ft.data, ft.n, p, g);
+  bernoulli_bits(ft.data, mt_dtype_size(t->dtype), ft.n, p, one, zero, g, NULL, NULL);
   unlock_gen(g);
   return target_end(&ft);
 }
