@@ -495,13 +495,28 @@ typedef struct unary_node {
 
 static void unary_release(mt_node *n) { mt_saved_release(&((unary_node *)n)->saved); }
 
-/* loop(g, v) into a fresh tensor of g's shape, both read in v's compute dtype. */
-static mt_status fused_grad(mt_tensor **out, const mt_loop_fn *loops, const mt_tensor *g, const mt_tensor *v, void *ctx) {
+/* Whether g, an incoming gradient, can take the result in place: no one but the engine holds
+ * it (the test src/autograd.c makes to adopt a gradient as a leaf's .grad), and it is dense in
+ * the compute dtype. Writing over the bytes just read spares a fresh buffer and its misses. */
+static bool grad_reusable(const mt_tensor *g, mt_dtype c) {
+  return g->dtype == c && g->refcount == 1 && mt_storage_refcount(g->storage) == 1 && !g->grad_fn &&
+         mt_is_contiguous(g);
+}
+
+/* loop(g, v) into a tensor of g's shape (g itself when grad_reusable), both read in v's
+ * compute dtype. */
+static mt_status fused_grad(mt_tensor **out, const mt_loop_fn *loops, mt_tensor *g, const mt_tensor *v, void *ctx) {
   const mt_dtype c = v->dtype == MT_FLOAT64 ? MT_FLOAT64 : MT_FLOAT32;
+  const bool reuse = grad_reusable(g, c); /* asked before the conversions below retain g */
   mt_tensor *gc = NULL, *vc = NULL, *res = NULL;
   mt_status st;
-  if ((st = mt_to_dtype(&gc, g, c)) || (st = mt_to_dtype(&vc, v, c)) || (st = mt_empty(&res, c, g->ndim, g->sizes)))
+  if ((st = mt_to_dtype(&gc, g, c)) || (st = mt_to_dtype(&vc, v, c))) goto done;
+  if (reuse && mt_numel(vc) == mt_numel(g)) {
+    res = g;
+    mt_tensor_retain(res);
+  } else if ((st = mt_empty(&res, c, g->ndim, g->sizes))) {
     goto done;
+  }
   const int64_t n = mt_numel(res);
   const mt_loop_fn loop = loops[c == MT_FLOAT64];
   if (n == 0) goto done;
@@ -539,7 +554,7 @@ static mt_status unary_backward(mt_node *n, mt_tensor *const *gout, mt_tensor **
   case GRAD_LOOP: {
     mt_tensor *v;
     mt_status st = mt_saved_get(&un->saved, n, &v);
-    return st ? st : fused_grad(&gin[0], un->loops, g, v, &un->bounds);
+    return st ? st : fused_grad(&gin[0], un->loops, gout[0], v, &un->bounds);
   }
   }
   return mt_fail(MT_ESTATE, "%s has no gradient", n->name);
