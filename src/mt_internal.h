@@ -326,12 +326,13 @@ void mt_bernoulli_runs(void *data, size_t size, int64_t n, double p, const void 
  * when k == 1, with 1 thread, when called from inside a chunk (nested), or when another
  * thread's loop holds the pool; so small problems pay one function call per chunk. Choose
  * grain so a chunk is worth ~10 us or more (e.g. 32K floats for a cheap elementwise op):
- * waking a worker costs a few microseconds.
+ * handing a chunk to a spinning worker costs about a microsecond, waking a sleeping one tens.
  * fn must not fail (check inputs before the loop; record failures per chunk if it can);
  * chunks must write disjoint memory. fn may call OpenBLAS only while OpenBLAS is set to one
  * thread for the loop (openblas_set_num_threads(1) before, mt_get_num_threads() after, as
- * nn_conv.c does): otherwise its threads would oversubscribe the cores. Workers sleep between
- * loops (no spinning), so OpenBLAS calls made outside loops have the cores to themselves. */
+ * nn_conv.c does): otherwise its threads would oversubscribe the cores. Between loops the
+ * workers spin for up to 50 us (yielding now and then), then sleep, so OpenBLAS calls made
+ * outside loops soon have the cores to themselves. */
 #define MT_PARALLEL_MAX_CHUNKS 256
 #define MT_PARALLEL_MAX_THREADS 64
 typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end, int chunk, int worker);
