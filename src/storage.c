@@ -123,9 +123,11 @@ static void *small_take(void) {
 }
 
 static void small_put(void *block) {
+#if SMALL_KEEP_LIMIT > 0 /* (not even compiled otherwise: GCC warns of the index it can't reach) */
   small_lock_take();
   if (small_count < SMALL_KEEP_LIMIT) small_blocks[small_count++] = block, block = NULL;
   atomic_flag_clear_explicit(&small_lock, memory_order_release);
+#endif
   free(block);
 }
 
