@@ -330,6 +330,54 @@ static void test_errors(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mt_tensor_release(all[i]);
 }
 
+/* A parameter of several pool chunks (3 * 32K + 5 elements) is updated on the pool: the same
+ * bits with 1 and 3 threads, and the same as each element updated alone (chunk edges included). */
+static void run_big(mt_dtype dt, int64_t n, int64_t first, bool adam, mt_tensor **out) {
+  mt_tensor *p = vec(dt, n, false, 0), *g = vec(dt, n, false, 0), *m = vec(dt, n, false, 0), *v = vec(dt, n, false, 0),
+            *vmax = vec(dt, n, false, 0), *buf = NULL, *step;
+  if (mt_scalar_tensor(&step, MT_FLOAT32, mt_scalar_float(0))) abort();
+  for (int64_t i = 0; i < n; i++) set(p, i, init_value((int)((first + i) % 1000)));
+  for (int t = 1; t <= 3; t++) {
+    for (int64_t i = 0; i < n; i++) set(g, i, grad_value(t, (int)((first + i) % 1000)));
+    if (adam) {
+      mt_adam_opts o = {1e-2, 0.9, 0.999, 1e-8, 1e-2, true, false, true};
+      OK(mt_adam_step(p, g, step, m, v, vmax, &o));
+    } else {
+      mt_sgd_opts o = {0.1, 0.9, 0.0, 1e-4, true, false};
+      OK(mt_sgd_step(p, g, &buf, &o));
+    }
+  }
+  mt_tensor *all[] = {g, m, v, vmax, buf, step};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mt_tensor_release(all[i]);
+  *out = p;
+}
+
+static void test_big_on_pool(void) {
+  const int64_t n = 3 * 32768 + 5, edges[] = {0, 32767, 32768, 65535, 65536, n - 1};
+  const int threads = mt_get_num_threads();
+  for (int adam = 0; adam <= 1; adam++)
+    for (int d = 0; d < 2; d++) {
+      const mt_dtype dt = d ? MT_FLOAT64 : MT_FLOAT32;
+      mt_tensor *one, *three;
+      OK(mt_set_num_threads(1));
+      run_big(dt, n, 0, adam, &one);
+      OK(mt_set_num_threads(3));
+      run_big(dt, n, 0, adam, &three);
+      int bad = 0;
+      for (int64_t i = 0; i < n; i++) bad += at(one, i) != at(three, i);
+      CHECK(bad == 0);
+      for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+        mt_tensor *alone;
+        run_big(dt, 1, edges[e], adam, &alone);
+        CHECK(at(alone, 0) == at(three, edges[e]));
+        mt_tensor_release(alone);
+      }
+      mt_tensor_release(one);
+      mt_tensor_release(three);
+    }
+  OK(mt_set_num_threads(threads));
+}
+
 int main(void) {
   test_golden();
   test_sgd_first_buffer();
@@ -337,5 +385,6 @@ int main(void) {
   test_aliasing();
   test_shapes();
   test_errors();
+  test_big_on_pool();
   return mt_test_finish("test_optim");
 }
