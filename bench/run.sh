@@ -7,7 +7,7 @@
 # (sgemm_1024, mlp_train_b128, cnn_train_b64, cnn_infer_b256, cnn_infer_b1, small_add_x1000,
 # save_400MB, load_400MB, mmap_load_400MB, fashion_mnist_epoch; the table shows "-" for the
 # rest). BENCH_ARGS in `make bench` passes them.
-# The full run takes about 5 minutes on the 2-core machine of docs/performance.md, so the
+# The full run takes about 2 minutes on the 2-core machine of docs/performance.md, so the
 # Fashion-MNIST epoch is on by default.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

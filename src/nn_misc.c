@@ -204,7 +204,9 @@ static mt_status dropout_fused(mt_tensor **out, const mt_tensor *input, double p
   if (dt == MT_FLOAT64) ((double *)mt_data(vals))[0] = 0, ((double *)mt_data(vals))[1] = 1;
   else ((float *)mt_data(vals))[0] = 0, ((float *)mt_data(vals))[1] = 1;
   if ((st = mt_wrap_number(&scale, mt_scalar_float(1 - p))) || (st = mt_binary_(MT_DIV, vals, scale))) goto done;
-  const mt_tensor *ins[1] = {input};
+  /* the composite's MulBackward0 has two edges, the input's and the mask's (which needs no
+   * gradient): kept as PyTorch's next_functions show them, (input's node, None) */
+  const mt_tensor *ins[2] = {input, NULL};
   const bool grad = mt_grad_needed(1, ins);
   if ((st = mt_empty(&res, dt, input->ndim, input->sizes))) goto done;
   if (grad && (st = mt_empty(&mask, dt, input->ndim, input->sizes))) goto done;
@@ -213,7 +215,7 @@ static mt_status dropout_fused(mt_tensor **out, const mt_tensor *input, double p
   const char *v = mt_data(vals);
   mt_bernoulli_runs(m, es, mt_numel(input), 1 - p, v + es, v, g, drop_mul, &c);
   if (grad) {
-    drop_node *n = (drop_node *)mt_node_new(sizeof *n, "MulBackward0", drop_backward, drop_release, 1, ins, 1);
+    drop_node *n = (drop_node *)mt_node_new(sizeof *n, "MulBackward0", drop_backward, drop_release, 2, ins, 1);
     if (!n) {
       st = MT_ENOMEM;
       goto done;

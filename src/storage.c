@@ -47,12 +47,12 @@ static size_t rounded_size(size_t nbytes) {
  * CNN's inference, 6 MB for a training batch's conv outputs). Given back to malloc, they merge
  * at the top of the heap, which glibc trims (brk) and grows again, or go back to the kernel at
  * once (blocks over malloc's mmap threshold): every page faults in anew, zeroed by the kernel,
- * tens per forward of a small model (~20% of a batch-1 CNN inference) and ~1,600 per training
- * step of the demo's CNN (~2 ms). Blocks between CACHE_MIN and CACHE_MAX bytes are kept here
- * instead, at most CACHE_SLOTS of them and CACHE_BUDGET bytes in all, and reused for a block of
- * exactly the same size; the oldest go first when a new one does not fit. Larger blocks go
- * back at once, and the budget bounds what a freed tensor can leave in RSS. (Small blocks
- * have their own stack, below.) Neither cache exists in AddressSanitizer builds, so that a use
+ * tens per forward of a small model (~20% of a batch-1 CNN inference) and ~1,700 per training
+ * step of the demo's CNN on random input (~2 ms). Blocks between CACHE_MIN and CACHE_MAX bytes
+ * are kept here instead, at most CACHE_SLOTS of them and CACHE_BUDGET bytes in all, and reused
+ * for a block of exactly the same size; when a new one does not fit, others are evicted round
+ * robin. Larger blocks go back at once, and the budget bounds what a freed tensor can leave in
+ * RSS. (Small blocks have their own stack, below.) Neither cache exists in AddressSanitizer builds, so that a use
  * after free is still caught. */
 #define CACHE_MIN ((size_t)32 << 10) /* > SMALL_BLOCK */
 #if defined(__SANITIZE_ADDRESS__) /* GCC */
@@ -75,7 +75,7 @@ static struct {
   void *block;
   size_t size;
 } cache[CACHE_SLOTS];
-static unsigned cache_next; /* the slot to evict first (round robin: the oldest put) */
+static unsigned cache_next; /* the slot to evict first (round robin) */
 static size_t cache_bytes;  /* held in all slots */
 
 static void *cache_take(size_t size) {
