@@ -3,8 +3,9 @@
 -- in a child process; two children with the same seed and the same thread setting must print
 -- the same losses (as hex floats), the same RNG state afterwards, and save state dicts that are
 -- the same bytes. Checked at the default thread count, with OPENBLAS_NUM_THREADS=1, and with
--- torch.set_num_threads(1) and (2). Across thread counts only OpenBLAS's matrix products may
--- differ (in the last bits); the library's own parallel kernels must not.
+-- torch.set_num_threads(1) and (2). Across thread counts the results must be the same too: the
+-- library's parallel kernels, matrix products included (split on the pool, OpenBLAS kept
+-- single-threaded), depend on the shapes only.
 local H = require "spec.helpers"
 local torch = H.torch
 
@@ -109,13 +110,11 @@ describe("determinism", function()
     local env_one = train({ MOONTORCH_NUM_THREADS = "1" })
     assert.are.equal(1, env_one.threads)
     assert_same(one_a, env_one, "MOONTORCH_NUM_THREADS=1 against set_num_threads(1)")
-    -- Across thread counts OpenBLAS's GEMM may round differently (see the next test); report
-    -- what happened here rather than assert it.
-    print(string.format("\n  determinism: 1 thread and 2 threads give %s results",
-      one_a.bytes == two_a.bytes and "identical" or "different (GEMM rounding)"))
+    -- and across thread counts, the same bits
+    assert_same(one_a, two_a, "set_num_threads(1) against set_num_threads(2)")
   end)
 
-  it("across thread counts the library's own kernels give the same bits; only OpenBLAS's GEMM may not", function()
+  it("across thread counts the library's kernels, matrix products included, give the same bits", function()
     if not torch.set_num_threads then pending("torch.set_num_threads does not exist in this build") end
     local before = torch.get_num_threads()
     local function run(n)
@@ -137,13 +136,9 @@ describe("determinism", function()
     end
     local ok, err = pcall(function()
       local r1, r2, r3 = run(1), run(2), run(3)
-      for _, k in ipairs({ "conv", "loss", "gx", "gw", "sum", "softmax" }) do
+      for _, k in ipairs({ "conv", "loss", "gx", "gw", "sum", "softmax", "gemm" }) do
         assert(torch.equal(r1[k], r2[k]) and torch.equal(r1[k], r3[k]), k .. " depends on the thread count")
       end
-      local diff = (r1.gemm:double() - r2.gemm:double()):abs():max():item()
-      assert(diff < 1e-3, "GEMM differs by " .. diff .. " between 1 and 2 threads: more than rounding")
-      print(string.format("\n  determinism: GEMM with 1 and 2 threads: %s (max difference %g)",
-        diff == 0 and "identical" or "differs in the last bits", diff))
     end)
     torch.set_num_threads(before)
     assert(ok, err)

@@ -160,7 +160,8 @@ typedef void (*batch_fn)(const problem *p, const void *ctx, const char *A, const
         cblas_##P##gemv(CblasRowMajor, CblasNoTrans, N, K, 1, B, (int)pl->ldb, A, (int)pl->inca, 0, C, 1); \
       break;                                                                                    \
     case K_GEMM:                                                                                \
-      cblas_##P##gemm(CblasRowMajor, pl->ta, pl->tb, M, N, K, 1, A, (int)pl->lda, B, (int)pl->ldb, 0, C, N); \
+      mt_gemm(sizeof(T) == sizeof(double), pl->ta == CblasTrans, pl->tb == CblasTrans, M, N, K, 1, A, (int)pl->lda, B, \
+              (int)pl->ldb, 0, C, N);                                                           \
       break;                                                                                    \
     }                                                                                           \
   }

@@ -328,16 +328,21 @@ void mt_bernoulli_runs(void *data, size_t size, int64_t n, double p, const void 
  * grain so a chunk is worth ~10 us or more (e.g. 32K floats for a cheap elementwise op):
  * handing a chunk to a spinning worker costs about a microsecond, waking a sleeping one tens.
  * fn must not fail (check inputs before the loop; record failures per chunk if it can);
- * chunks must write disjoint memory. fn may call OpenBLAS only while OpenBLAS is set to one
- * thread for the loop (openblas_set_num_threads(1) before, mt_get_num_threads() after, as
- * nn_conv.c does): otherwise its threads would oversubscribe the cores. Between loops the
- * workers spin for up to 50 us (yielding now and then), then sleep, so OpenBLAS calls made
- * outside loops soon have the cores to themselves. */
+ * chunks must write disjoint memory. fn may call OpenBLAS: OpenBLAS is kept single-threaded
+ * (parallel.c), and products that are worth splitting go through mt_gemm. Between loops the
+ * workers spin for up to 50 us (yielding now and then), then sleep. */
 #define MT_PARALLEL_MAX_CHUNKS 256
 #define MT_PARALLEL_MAX_THREADS 64
 typedef void (*mt_parallel_fn)(void *ctx, int64_t begin, int64_t end, int chunk, int worker);
 int mt_parallel_chunks(int64_t n, int64_t grain);
 void mt_parallel_for(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx);
+
+/* ---- gemm on the pool (gemm.c) ---------------------------------------------------------- */
+/* C = alpha op(A) op(B) + beta C for row-major float32 (f64 false) or float64 matrices, as
+ * cblas_?gemm with CblasRowMajor: cut into shape-fixed blocks of C's rows or columns, each a
+ * single-threaded OpenBLAS call on the pool, so the bits do not depend on the thread count. */
+void mt_gemm(bool f64, bool trans_a, bool trans_b, int M, int N, int K, double alpha, const void *A, int lda,
+             const void *B, int ldb, double beta, void *C, int ldc);
 
 /* ---- tracing hooks (jit.c) ---------------------------------------------------------------- */
 /* Every public op that computes tensors ends with

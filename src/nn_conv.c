@@ -42,8 +42,6 @@
 #define CHUNK_FLOPS 400000.0            /* a pool chunk's least work (~10 us): smaller ones run inline */
 #define KEEP_SCRATCH ((size_t)16 << 20) /* a thread keeps its scratch between calls up to this size */
 
-/* OpenBLAS's thread control (parallel.c sets the library's count with it). */
-extern void openblas_set_num_threads(int num_threads);
 
 typedef struct conv_geom {
   mt_dtype dtype;
@@ -100,18 +98,6 @@ static void *scratch_get(size_t bytes, bool *owned) {
     b->cap = bytes;
   }
   return b->p;
-}
-
-/* Runs a pool loop whose chunks call BLAS. OpenBLAS stays single-threaded for the whole loop,
- * even when it runs inline: our threads plus its threads would oversubscribe the cores, and
- * its threaded gemm need not give the bits of its single-threaded one, while our chunks are
- * fixed by the shapes, so the convolution gives the same bits for any thread count. OpenBLAS
- * gets the library's count back afterwards. */
-static void parallel_blas(int64_t n, int64_t grain, mt_parallel_fn fn, void *ctx) {
-  const int threads = mt_get_num_threads();
-  if (threads > 1) openblas_set_num_threads(1);
-  mt_parallel_for(n, grain, fn, ctx);
-  if (threads > 1) openblas_set_num_threads(threads);
 }
 
 /* ---- kernels, per dtype ------------------------------------------------------------------- */
@@ -781,8 +767,7 @@ static mt_status conv_forward(const conv_geom *g, const void *x, const void *w, 
   const int64_t items = g->N * j.ntiles;
   const double item_flops = element_flops(g) / (double)j.ntiles;
   const int64_t grain = item_flops >= CHUNK_FLOPS ? 1 : (int64_t)(CHUNK_FLOPS / item_flops) + 1;
-  if (j.fast) mt_parallel_for(items, grain, forward_fast, &j); /* no BLAS inside */
-  else parallel_blas(items, grain, g->dtype == MT_FLOAT32 ? forward_s : forward_d, &j);
+  mt_parallel_for(items, grain, j.fast ? forward_fast : g->dtype == MT_FLOAT32 ? forward_s : forward_d, &j);
   free(to_free);
   free(tables);
   return atomic_load(&j.failed) ? mt_fail(MT_ENOMEM, "out of memory for a convolution's column matrix") : MT_OK;
@@ -816,8 +801,7 @@ static mt_status conv_backward_run(const conv_geom *g, const void *x, const void
     if (!j.fast) memset(extra, 0, gw_bytes); /* the fast path writes each chunk's partial whole */
   }
   if (gb_bytes) memset(extra + gb_off, 0, gb_bytes), j.gb_part = (double *)(extra + gb_off);
-  if (j.fast) mt_parallel_for(g->N, grain, backward_fast, &j); /* no BLAS inside */
-  else parallel_blas(g->N, grain, g->dtype == MT_FLOAT32 ? backward_s : backward_d, &j);
+  mt_parallel_for(g->N, grain, j.fast ? backward_fast : g->dtype == MT_FLOAT32 ? backward_s : backward_d, &j);
   free(tables);
   if (!atomic_load(&j.failed)) {
     /* the partials, in chunk order */

@@ -125,10 +125,8 @@ static mt_status linear_compute(mt_tensor **out, const mt_tensor *input, const m
   }
   if ((st = as_matrix(&x, input, rows, in_f, &ta, &lda))) goto done;
   const void *A = mt_data(x);
-  if (r->dtype == MT_FLOAT32)
-    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, bias ? 1.0f : 0.0f, (float *)C, N);
-  else
-    cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, A, lda, B, ldb, bias ? 1.0 : 0.0, (double *)C, N);
+  mt_gemm(r->dtype == MT_FLOAT64, ta == CblasTrans, tb == CblasTrans, M, N, K, 1.0, A, lda, B, ldb, bias ? 1.0 : 0.0, C,
+          N);
 done:
   mt_tensor_release(x);
   mt_tensor_release(w);

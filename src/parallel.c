@@ -2,16 +2,16 @@
  * parallel.c — the library's one thread pool and its threading policy (contract in
  * mt_internal.h, "parallel loops").
  *
- * Policy: one thread count for the whole library, used by our kernels and given to OpenBLAS
- * (openblas_set_num_threads), so the two never ask for more threads than cores. The default is
+ * Policy: one thread count for the whole library and one pool that uses it. The default is
  * the number of CPUs this process may run on (sched_getaffinity), MOONTORCH_NUM_THREADS
- * overrides it at load time and mt_set_num_threads at any time. Our kernels and OpenBLAS calls
- * never overlap: a parallel loop returns only when all its chunks are done. Between loops the
+ * overrides it at load time and mt_set_num_threads at any time. OpenBLAS is set to one thread
+ * when the library loads and stays so: matrix products are split on the pool (gemm.c), so no
+ * OpenBLAS thread ever polls for work while the pool computes. Between loops the
  * pool's workers sleep on a condition variable, after a short spin (SPIN_NS): a training step
  * of the demo's CNN runs 20 loops a few microseconds apart, and a worker woken from sleep
  * joined each 17 us late on average (futex on the 2-core VM), while the caller ran the loop
  * alone. The caller spins as briefly for the workers' last chunks. The spin yields the core
- * often, so that it takes little from OpenBLAS's threads.
+ * often, so that it takes little from whatever else runs on the machine.
  *
  * Determinism: a loop's chunks depend only on (n, grain), never on the thread count or on
  * which thread runs which chunk, so per-chunk partial results combined in chunk order give the
@@ -73,9 +73,9 @@ static int64_t now_ns(void) {
 }
 
 /* Spins until done(arg) or SPIN_NS have passed; returns done(arg). The clock is read every 64
- * pauses, and every 16 the core is offered to another thread: OpenBLAS's threads, woken for a
- * gemm outside our loops, must not wait for a spinning worker (batch-1 inference, a gemm
- * between short loops, was slower with a yield every 1024). */
+ * pauses, and every 16 the core is offered to another thread (a host's, another process's):
+ * a thread that needs this core must not wait out the spin (batch-1 inference was slower with
+ * a yield every 1024 pauses, when OpenBLAS still had threads of its own). */
 static bool spin_until(bool (*done)(const void *), const void *arg) {
   const int64_t end = now_ns() + SPIN_NS;
   for (unsigned i = 1;; i++) {
@@ -114,7 +114,7 @@ __attribute__((constructor)) static void parallel_init(void) {
     if (errno == 0 && *end == '\0' && v >= 1) n = v; /* a bad value keeps the default */
   }
   atomic_store(&num_threads, clamp_threads(n));
-  openblas_set_num_threads(atomic_load(&num_threads));
+  openblas_set_num_threads(1); /* for good: see the policy above */
 }
 
 mt_status mt_set_num_threads(int n) {
@@ -122,7 +122,6 @@ mt_status mt_set_num_threads(int n) {
   if (n > MT_PARALLEL_MAX_THREADS)
     return mt_fail(MT_EARG, "set_num_threads: at most %d threads, got %d", MT_PARALLEL_MAX_THREADS, n);
   atomic_store(&num_threads, n);
-  openblas_set_num_threads(n);
   return MT_OK;
 }
 

@@ -202,6 +202,10 @@ static void test_cases(void) {
 static void test_large(void) {
   static const shape_case big[] = {
       {2, 2, {33, 70}, {70, 65}},
+      /* split on the pool (src/gemm.c): by columns, by rows, and an uneven last block */
+      {2, 2, {64, 300}, {300, 200}},
+      {2, 2, {250, 100}, {100, 40}},
+      {3, 2, {2, 97, 120}, {120, 83}},
       {3, 3, {3, 17, 40}, {3, 40, 9}},
       {3, 2, {4, 30, 50}, {50, 20}},
       {2, 1, {100, 257}, {257}},
@@ -358,9 +362,36 @@ static void test_errors(void) {
   for (int i = 0; i < LEN(all); i++) mt_tensor_release(all[i]);
 }
 
+/* Products split on the pool give the same bits for any thread count (their blocks depend on
+ * the shapes only), in every transpose layout. */
+static void test_threads(void) {
+  static const shape_case sc[] = {{2, 2, {64, 300}, {300, 200}}, {2, 2, {250, 100}, {100, 40}}};
+  const int before = mt_get_num_threads();
+  for (int c = 0; c < LEN(sc); c++)
+    for (int d = 0; d < 2; d++)
+      for (int l = 0; l < NLAYOUTS; l++) {
+        const mt_dtype dt = d ? MT_FLOAT64 : MT_FLOAT32;
+        mt_tensor *a = operand(dt, sc[c].an, sc[c].as, (enum layout)l);
+        mt_tensor *b = operand(dt, sc[c].bn, sc[c].bs, (enum layout)((l + 1) % NLAYOUTS));
+        mt_tensor *r[3] = {NULL, NULL, NULL};
+        for (int t = 0; t < 3; t++) {
+          OK(mt_set_num_threads(t + 1));
+          OK(mt_matmul(&r[t], a, b));
+        }
+        bool same = true;
+        for (int64_t i = 0; same && i < mt_numel(r[0]); i++) same = at(r[0], i) == at(r[1], i) && at(r[0], i) == at(r[2], i);
+        CHECK(same);
+        for (int t = 0; t < 3; t++) mt_tensor_release(r[t]);
+        mt_tensor_release(a);
+        mt_tensor_release(b);
+      }
+  OK(mt_set_num_threads(before));
+}
+
 int main(void) {
   test_cases();
   test_large();
+  test_threads();
   test_no_copies();
   test_constants();
   test_errors();
