@@ -1,7 +1,7 @@
 /*
  * lmt_threads.c — the library's thread count (src/parallel.c):
  *
- *   torch.set_num_threads(n)   -- our kernels and OpenBLAS use n threads from now on
+ *   torch.set_num_threads(n)   -- the library's kernels (matrix products included) use n threads
  *   torch.get_num_threads()    -- the count in effect (default: the CPUs this process may use,
  *                              -- or MOONTORCH_NUM_THREADS when set)
  */
