@@ -23,12 +23,14 @@
  * this size each step costs page faults. Kernels are generated per dtype (float32, float64).
  *
  * The fast path (float32, groups 1, stride 1, W_out == W, on a CPU with AVX2 + FMA: the usual
- * 3x3 "same" layers) skips im2col, BLAS and col2im altogether: see "the fast path" below.
- * Its chunks are the same as the gemm path's, so it too gives the same bits for any thread count.
+ * 3x3 "same" layers) skips im2col, BLAS and col2im altogether: see "the fast path" below, and
+ * conv_planes.c for its kernels. Its chunks are the same as the gemm path's, so it too gives
+ * the same bits for any thread count.
  */
 /* im2col / col2im / bias loops have run-time trip counts: let GCC vectorise them at -O2 too */
 #pragma GCC optimize("vect-cost-model=dynamic")
 #include "mt_internal.h"
+#include "conv_planes.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -246,13 +248,6 @@ static void flat_span(const conv_geom *g, int64_t kh, int64_t kw, int64_t oh0, i
     return s;                                                                                    \
   }
 
-/* For the fast path (see below): the planes of an input [Cin, Hin, W] for a stride-1 conv with
- * output [Hout, W]: plane (c, kw) is R = Hout + (kH - 1) * dh rows of W, row r holding input row
- * r - ph shifted by kw * dw - pw columns, zero outside the input. */
-typedef struct plane_geom {
-  int64_t Cin, Hin, W, Hout, R, kH, kW, dh, dw, ph, pw;
-} plane_geom;
-
 /* The work of a forward or backward loop: geometry, tensors, and each worker's column matrix. */
 typedef struct conv_job {
   const conv_geom *g;
@@ -266,9 +261,9 @@ typedef struct conv_job {
   atomic_int failed;           /* a chunk could not get scratch */
   /* the fast path: per-worker planes instead of column matrices (col_bytes set by the caller) */
   bool fast;
-  plane_geom px, pg;           /* planes of x, of grad_output */
+  mt_plane_geom px, pg;           /* planes of x, of grad_output */
   const int64_t *off, *offT;   /* their row offsets */
-  const float *wp;             /* packed weight of the loop's fwd_image */
+  const float *wp;             /* packed weight of the loop's mt_planes_fwd */
 } conv_job;
 
 /* The worker's column matrix (the last resort, a worker beyond those counted when the scratch
@@ -377,269 +372,41 @@ static double element_flops(const conv_geom *g) { return 2.0 * (double)g->Cout *
  * (c, kh, kw) is the image shifted by kh rows in a copy of channel c shifted by kw columns
  * (zero-padded): those kW "planes" per channel, kW times the input rather than kH * kW times,
  * replace the column matrix, and register-tiled AVX2 + FMA kernels read them in place:
- *   forward      y[co][p]  = sum_k Wp[k][co] * planes[off[k] + p]            (fwd_image)
+ *   forward      y[co][p]  = sum_k Wp[k][co] * planes[off[k] + p]            (mt_planes_fwd)
  *   grad_input   the same kernel on planes of grad_output with the flipped, transposed
  *                weight: a stride-1 conv whose output is W wide again, written straight
  *                into grad_input (no zeroing, no col2im)
- *   grad_weight  gw[co][k] = sum_p G[co][p] * planes[off[k] + p]             (gw_image)
+ *   grad_weight  gw[co][k] = sum_p G[co][p] * planes[off[k] + p]             (mt_planes_gw)
  * Each output is one chain of FMAs in k (or p) order, so a result depends on the shapes
  * only, never on the thread count. Other dtypes and shapes take the im2col + gemm path. */
 
-/* Set by tests/c/test_conv_fast.c to compare against the im2col + gemm path on the same CPU
- * (not in a header: nothing else has a reason to touch it). */
-int mt_conv_generic_only;
-
 #define FAST_PLANES ((int64_t)1 << 20) /* floats of a worker's planes (4 MB): larger ones take gemm */
-#define PLANE_SLACK 16                 /* floats after the planes: a tile's last vector reads past */
 
-/* The planes (plane_geom, above conv_job) of an input [Cin, Hin, W] whose conv output is
- * [Hout, W]; ph may be negative (grad_input's planes when the padding exceeds the kernel). */
-static plane_geom plane_geom_make(int64_t Cin, int64_t Hin, int64_t W, int64_t Hout, const conv_geom *g, int64_t ph,
-                                  int64_t pw) {
-  return (plane_geom){.Cin = Cin, .Hin = Hin, .W = W, .Hout = Hout, .R = Hout + (g->kH - 1) * g->dh, .kH = g->kH,
-                      .kW = g->kW, .dh = g->dh, .dw = g->dw, .ph = ph, .pw = pw};
-}
-
-/* Floats of the planes and their slack, a multiple of 16 (so what follows stays aligned). */
-static int64_t plane_floats(const plane_geom *q) {
-  return (q->Cin * q->kW * q->R * q->W + PLANE_SLACK + 15) & ~(int64_t)15;
-}
-
-/* off[(c * kH + kh) * kW + kw]: where column-matrix row k starts in the planes. */
-static void plane_offsets(const plane_geom *q, int64_t *off) {
-  for (int64_t c = 0; c < q->Cin; c++)
-    for (int64_t kh = 0; kh < q->kH; kh++)
-      for (int64_t kw = 0; kw < q->kW; kw++)
-        off[(c * q->kH + kh) * q->kW + kw] = (c * q->kW + kw) * q->R * q->W + kh * q->dh * q->W;
-}
-
-/* The next image's data, which the kernels prefetch into L2 a part at a time while they
- * work on this one: images come from L3 (a batch's activations exceed L2), and copying them
- * into planes would otherwise wait for each line. */
-typedef struct prefetch {
-  const char *p[2];
-  int64_t bytes[2];
-} prefetch;
-
-static void prefetch_part(const prefetch *f, int64_t part, int64_t parts) {
-  for (int r = 0; r < 2; r++) {
-    const int64_t lines = (f->bytes[r] + 63) / 64, a = lines * part / parts, b = lines * (part + 1) / parts;
-    for (int64_t i = a; i < b; i++) __builtin_prefetch(f->p[r] + i * 64, 0, 2);
-  }
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_FAST 1
-#include <immintrin.h>
-#define FAST_TARGET __attribute__((target("avx2,fma")))
-#define FAST_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
-
-static bool cpu_fast(void) {
-  if (mt_conv_generic_only) return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-FAST_INLINE __m256i lane_mask(int valid) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* Writes the planes of image x. Row by row, 8 columns at a time: a masked load gives the
- * shifted pixels and the zeros around them in one step. A row's last vector may run past
- * the row (W not a multiple of 8): the next row, written next, overwrites that; the last
- * plane's overrun lands in the slack, zeroed last. */
-FAST_TARGET static void build_planes(const plane_geom *q, const float *x, float *pl) {
-  const int64_t W = q->W, R = q->R;
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  float *d = pl;
-  for (int64_t c = 0; c < q->Cin; c++)
-    for (int64_t kw = 0; kw < q->kW; kw++) {
-      const int64_t x0 = kw * q->dw - q->pw; /* plane column j holds input column j + x0 */
-      const int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < W ? W - x0 : W; /* its valid columns */
-      const __m256i vlo = _mm256_set1_epi32((int)(lo < W ? lo : W) - 1);
-      const __m256i vhi = _mm256_set1_epi32((int)(hi > 0 ? hi : 0));
-      for (int64_t r = 0; r < R; r++, d += W) {
-        const int64_t ir = r - q->ph;
-        if (ir < 0 || ir >= q->Hin || lo >= hi) {
-          for (int64_t j = 0; j < W; j += 8) _mm256_storeu_ps(d + j, _mm256_setzero_ps());
-          continue;
-        }
-        const int64_t src = (c * q->Hin + ir) * W + x0; /* may lie before x: those lanes are masked */
-        for (int64_t j = 0; j < W; j += 8) {
-          const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)j), lane);
-          const __m256i m = _mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx));
-          _mm256_storeu_ps(d + j, _mm256_maskload_ps((const float *)((uintptr_t)x + (uintptr_t)((src + j) * 4)), m));
-        }
-      }
-    }
-  const int64_t used = q->Cin * q->kW * R * W;
-  memset(pl + used, 0, (size_t)(plane_floats(q) - used) * sizeof(float));
-}
-
-/* A tile of MR output rows by NV vectors of 8 positions: pl and y start at the tile's first
- * position, wp at its first row (wp is [K][M]); `last` lanes of the last vector are stored. */
-FAST_INLINE void fwd_tile(const float *pl, const int64_t *off, const float *wp, int64_t M, int64_t K, float *y,
-                          int64_t ldy, const float *bias, int last, const int MR, const int NV) {
-  __m256 acc[4][3];
-#pragma GCC unroll 4
-  for (int i = 0; i < MR; i++)
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < K; k++) {
-    const float *b = pl + off[k], *a = wp + k * M;
-    __m256 bv[3];
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_ps(b + 8 * v);
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++) {
-      const __m256 av = _mm256_broadcast_ss(a + i);
-#pragma GCC unroll 3
-      for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
-    }
-  }
-  const __m256i mask = lane_mask(last);
-#pragma GCC unroll 4
-  for (int i = 0; i < MR; i++) {
-    const __m256 bb = bias ? _mm256_broadcast_ss(bias + i) : _mm256_setzero_ps();
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; v++) {
-      const __m256 r = bias ? _mm256_add_ps(acc[i][v], bb) : acc[i][v];
-      if (v == NV - 1 && last < 8) _mm256_maskstore_ps(y + i * ldy + 8 * v, mask, r);
-      else _mm256_storeu_ps(y + i * ldy + 8 * v, r);
-    }
-  }
-}
-
-#define FWD_CASE(MR, NV)                                                                         \
-  case (MR) * 4 + (NV):                                                                          \
-    fwd_tile(pl + p0, off, wp + co, M, K, y + co * L + p0, L, bias ? bias + co : NULL, last, MR, NV); \
-    break;
-
-/* y [M, L] (+ bias) = sum over k of Wp[k][.] times the planes' row k, for one image. Tiles of
- * 4 rows by 24 positions; position-major, so a tile's plane rows stay in L1 for all rows. */
-FAST_TARGET static void fwd_image(const float *pl, const int64_t *off, const float *wp, int64_t M, int64_t K,
-                                  int64_t L, float *y, const float *bias, const prefetch *pf) {
-  for (int64_t p0 = 0; p0 < L; p0 += 24) {
-    prefetch_part(pf, p0 / 24, (L + 23) / 24);
-    const int64_t rem = L - p0;
-    const int nv = rem >= 24 ? 3 : (int)((rem + 7) / 8), last = rem >= 24 ? 8 : (int)(rem - 8 * (nv - 1));
-    for (int64_t co = 0; co < M; co += 4) {
-      switch ((M - co >= 4 ? 4 : (int)(M - co)) * 4 + nv) {
-        FWD_CASE(1, 1) FWD_CASE(1, 2) FWD_CASE(1, 3)
-        FWD_CASE(2, 1) FWD_CASE(2, 2) FWD_CASE(2, 3)
-        FWD_CASE(3, 1) FWD_CASE(3, 2) FWD_CASE(3, 3)
-        FWD_CASE(4, 1) FWD_CASE(4, 2) FWD_CASE(4, 3)
-      }
-    }
-  }
-}
-
-/* acc[i][j] (8 lanes each, in memory: acc is [M][K][8]) += sum over p of G[i][p] * row k_j
- * of the planes, for MR rows of G (ld L) and KR rows k; tails masked to zero. */
-FAST_INLINE void gw_tile(const float *G, int64_t L, const float *pl, const int64_t *off, float *acc, int64_t K,
-                         const int MR, const int KR) {
-  __m256 s[3][3];
-#pragma GCC unroll 3
-  for (int i = 0; i < MR; i++)
-#pragma GCC unroll 3
-    for (int j = 0; j < KR; j++) s[i][j] = _mm256_loadu_ps(acc + (i * K + j) * 8);
-  const float *b[3];
-#pragma GCC unroll 3
-  for (int j = 0; j < KR; j++) b[j] = pl + off[j];
-  int64_t p = 0;
-  for (; p + 8 <= L; p += 8) {
-    __m256 gv[3];
-#pragma GCC unroll 3
-    for (int i = 0; i < MR; i++) gv[i] = _mm256_loadu_ps(G + i * L + p);
-#pragma GCC unroll 3
-    for (int j = 0; j < KR; j++) {
-      const __m256 bv = _mm256_loadu_ps(b[j] + p);
-#pragma GCC unroll 3
-      for (int i = 0; i < MR; i++) s[i][j] = _mm256_fmadd_ps(gv[i], bv, s[i][j]);
-    }
-  }
-  if (p < L) {
-    const __m256i mask = lane_mask((int)(L - p));
-    __m256 gv[3];
-#pragma GCC unroll 3
-    for (int i = 0; i < MR; i++) gv[i] = _mm256_maskload_ps(G + i * L + p, mask);
-#pragma GCC unroll 3
-    for (int j = 0; j < KR; j++) {
-      const __m256 bv = _mm256_maskload_ps(b[j] + p, mask);
-#pragma GCC unroll 3
-      for (int i = 0; i < MR; i++) s[i][j] = _mm256_fmadd_ps(gv[i], bv, s[i][j]);
-    }
-  }
-#pragma GCC unroll 3
-  for (int i = 0; i < MR; i++)
-#pragma GCC unroll 3
-    for (int j = 0; j < KR; j++) _mm256_storeu_ps(acc + (i * K + j) * 8, s[i][j]);
-}
-
-#define GW_CASE(MR, KR)                                                                          \
-  case (MR) * 4 + (KR): gw_tile(G + co * L, L, pl, off + k, acc + (co * K + k) * 8, K, MR, KR); break;
-
-/* acc [M][K][8] += the lane sums of G [M, L] times the planes' rows, for one image. */
-FAST_TARGET static void gw_image(const float *G, int64_t M, int64_t K, int64_t L, const float *pl, const int64_t *off,
-                                 float *acc, const prefetch *pf) {
-  for (int64_t k = 0; k < K; k += 3) { /* k outer: G (an image's gradient) stays in L1 */
-    prefetch_part(pf, k / 3, (K + 2) / 3);
-    for (int64_t co = 0; co < M; co += 3) {
-      switch ((M - co >= 3 ? 3 : (int)(M - co)) * 4 + (K - k >= 3 ? 3 : (int)(K - k))) {
-        GW_CASE(1, 1) GW_CASE(1, 2) GW_CASE(1, 3)
-        GW_CASE(2, 1) GW_CASE(2, 2) GW_CASE(2, 3)
-        GW_CASE(3, 1) GW_CASE(3, 2) GW_CASE(3, 3)
-      }
-    }
-  }
-}
-
-/* gw[i] = the sum of acc's 8 lanes, in a fixed order. */
-FAST_TARGET static void gw_reduce(const float *acc, int64_t n, float *gw) {
-  for (int64_t i = 0; i < n; i++) {
-    const __m256 v = _mm256_loadu_ps(acc + 8 * i);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    gw[i] = _mm_cvtss_f32(s);
-  }
-}
-#else /* never called: cpu_fast() says no */
-#define HAVE_FAST 0
-static bool cpu_fast(void) { return false; }
-static void fwd_image(const float *pl, const int64_t *off, const float *wp, int64_t M, int64_t K, int64_t L, float *y,
-                      const float *bias, const prefetch *pf) {
-  (void)pl, (void)off, (void)wp, (void)M, (void)K, (void)L, (void)y, (void)bias, (void)pf, (void)prefetch_part;
-}
-static void gw_image(const float *G, int64_t M, int64_t K, int64_t L, const float *pl, const int64_t *off, float *acc,
-                     const prefetch *pf) {
-  (void)G, (void)M, (void)K, (void)L, (void)pl, (void)off, (void)acc, (void)pf;
-}
-static void gw_reduce(const float *acc, int64_t n, float *gw) { (void)acc, (void)n, (void)gw; }
-static void build_planes(const plane_geom *q, const float *x, float *pl) { (void)q, (void)x, (void)pl; }
-#endif
 
 /* The planes of the forward (of x) and of grad_input's conv (of grad_output, padded so that
  * the flipped kernel gives rows [0, H)). */
-static plane_geom fwd_planes(const conv_geom *g) { return plane_geom_make(g->C, g->H, g->W, g->Ho, g, g->ph, g->pw); }
-static plane_geom gx_planes(const conv_geom *g) {
-  return plane_geom_make(g->Cout, g->Ho, g->W, g->H, g, (g->kH - 1) * g->dh - g->ph, (g->kW - 1) * g->dw - g->pw);
+static mt_plane_geom fwd_planes(const conv_geom *g) {
+  return mt_plane_geom_make(g->C, g->H, g->W, g->Ho, g->kH, g->kW, g->dh, g->dw, g->ph, g->pw);
+}
+static mt_plane_geom gx_planes(const conv_geom *g) {
+  return mt_plane_geom_make(g->Cout, g->Ho, g->W, g->H, g->kH, g->kW, g->dh, g->dw, (g->kH - 1) * g->dh - g->ph,
+                            (g->kW - 1) * g->dw - g->pw);
 }
 
 /* Whether the fast path takes this conv (for the backward: with these gradients); sets
  * *floats to a worker's scratch in floats. A whole image per item (the forward's tiles must
  * be whole images) and planes within FAST_PLANES. */
 static bool fast_ok(const conv_geom *g, bool fwd, bool need_gx, bool need_gw, int64_t *floats) {
-  if (!g->flat || g->dtype != MT_FLOAT32 || g->groups != 1 || g->K == 0 || g->L == 0 || g->H == 0 || !cpu_fast())
+  if (!g->flat || g->dtype != MT_FLOAT32 || g->groups != 1 || g->K == 0 || g->L == 0 || g->H == 0 || !mt_planes_cpu())
     return false;
-  const plane_geom px = fwd_planes(g), pg = gx_planes(g);
+  const mt_plane_geom px = fwd_planes(g), pg = gx_planes(g);
   if (px.R * g->W > FAST_PLANES || pg.R * g->W > FAST_PLANES || g->C > FAST_PLANES || g->Cout > FAST_PLANES ||
       g->kW > FAST_PLANES)
     return false; /* keeps the products below far from overflow */
   int64_t n = 0;
-  if (fwd) n = plane_floats(&px);
-  if (need_gw) n += plane_floats(&px) + g->Cout * g->K * 8; /* and the 8-lane sums */
-  if (need_gx) n += plane_floats(&pg);
+  if (fwd) n = mt_plane_floats(&px);
+  if (need_gw) n += mt_plane_floats(&px) + g->Cout * g->K * 8; /* and the 8-lane sums */
+  if (need_gx) n += mt_plane_floats(&pg);
   *floats = n;
   return n <= FAST_PLANES;
 }
@@ -653,10 +420,10 @@ static void forward_fast(void *ctx, int64_t b, int64_t e, int chunk, int worker)
   float *pl = job_col(j, worker, &owned);
   if (!pl) return;
   const int64_t xn = g->C * g->H * g->W;
-  for (int64_t n = b; n < e; n++) { /* prefetch the next image of the batch: a chunk may be one */
-    const prefetch pf = {{(const char *)((const float *)j->x + (n + 1) * xn)}, {n + 1 < g->N ? xn * 4 : 0}};
-    build_planes(&j->px, (const float *)j->x + n * xn, pl);
-    fwd_image(pl, j->off, j->wp, g->Cout, g->K, g->L, (float *)j->y + n * g->Cout * g->L, j->bias, &pf);
+  for (int64_t n = b; n < e; n++) { /* mt_prefetch the next image of the batch: a chunk may be one */
+    const mt_prefetch pf = {{(const char *)((const float *)j->x + (n + 1) * xn)}, {n + 1 < g->N ? xn * 4 : 0}};
+    mt_planes_build(&j->px, (const float *)j->x + n * xn, pl);
+    mt_planes_fwd(pl, j->off, j->wp, g->Cout, g->K, g->L, (float *)j->y + n * g->Cout * g->L, j->bias, &pf);
   }
   if (owned) free(pl);
 }
@@ -674,27 +441,27 @@ static void backward_fast(void *ctx, int64_t b, int64_t e, int chunk, int worker
   bool owned = false;
   float *buf = NULL;
   if ((gw || gx) && !(buf = job_col(j, worker, &owned))) return;
-  float *plx = buf, *acc = gw ? plx + plane_floats(&j->px) : NULL, *plg = gw ? acc + g->Cout * K * 8 : buf;
+  float *plx = buf, *acc = gw ? plx + mt_plane_floats(&j->px) : NULL, *plg = gw ? acc + g->Cout * K * 8 : buf;
   if (gw) memset(acc, 0, (size_t)(g->Cout * K * 8) * sizeof(float));
   for (int64_t n = b; n < e; n++) {
     const float *gyn = gy + n * g->Cout * L;
     /* the next element's x while grad_weight runs, its grad_output during grad_input's conv */
     const int64_t more = n + 1 < g->N, xb = gw ? more * g->C * HW * 4 : 0, gyb = more * g->Cout * L * 4;
-    const prefetch pw = {{gw ? (const char *)(x + (n + 1) * g->C * HW) : NULL, (const char *)(gyn + g->Cout * L)},
+    const mt_prefetch pw = {{gw ? (const char *)(x + (n + 1) * g->C * HW) : NULL, (const char *)(gyn + g->Cout * L)},
                          {xb, gx ? 0 : gyb}};
-    const prefetch pg = {{(const char *)(gyn + g->Cout * L)}, {gyb}};
+    const mt_prefetch pg = {{(const char *)(gyn + g->Cout * L)}, {gyb}};
     if (gb)
       for (int64_t co = 0; co < g->Cout; co++) gb[co] += row_sum_s(gyn + co * L, L);
     if (gw) {
-      build_planes(&j->px, x + n * g->C * HW, plx);
-      gw_image(gyn, g->Cout, K, L, plx, j->off, acc, &pw);
+      mt_planes_build(&j->px, x + n * g->C * HW, plx);
+      mt_planes_gw(gyn, g->Cout, K, L, plx, j->off, acc, &pw);
     }
     if (gx) {
-      build_planes(&j->pg, gyn, plg);
-      fwd_image(plg, j->offT, j->wp, g->C, g->Cout * g->kH * g->kW, HW, gx + n * g->C * HW, NULL, &pg);
+      mt_planes_build(&j->pg, gyn, plg);
+      mt_planes_fwd(plg, j->offT, j->wp, g->C, g->Cout * g->kH * g->kW, HW, gx + n * g->C * HW, NULL, &pg);
     }
   }
-  if (gw) gw_reduce(acc, g->Cout * K, gw);
+  if (gw) mt_planes_gw_reduce(acc, g->Cout * K, gw);
   if (owned) free(buf);
 }
 
@@ -710,8 +477,8 @@ static void *fast_tables(conv_job *j, bool fwd, bool need_gx, bool need_gw) {
   if (!t) return NULL;
   int64_t *off = t, *offT = t + K;
   float *wp = (float *)(t + K + Kt);
-  if (fwd || need_gw) plane_offsets(&j->px, off);
-  if (need_gx) plane_offsets(&j->pg, offT);
+  if (fwd || need_gw) mt_plane_offsets(&j->px, off);
+  if (need_gx) mt_plane_offsets(&j->pg, offT);
   if (fwd)
     for (int64_t co = 0; co < g->Cout; co++)
       for (int64_t k = 0; k < K; k++) wp[k * g->Cout + co] = w[co * K + k];

@@ -10,7 +10,7 @@
 
 #include <stdlib.h>
 
-extern int mt_conv_generic_only; /* nn_conv.c: 1 forces the im2col + gemm path */
+extern int mt_conv_generic_only; /* conv_planes.c: 1 forces the im2col + gemm path */
 
 typedef struct fcase {
   const char *what;

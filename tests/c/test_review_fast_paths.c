@@ -17,7 +17,7 @@
 #include "gradcheck.h"
 #include "mt_internal.h"
 
-extern int mt_conv_generic_only; /* src/nn_conv.c */
+extern int mt_conv_generic_only; /* src/conv_planes.c */
 extern int mt_pool_baseline_only; /* src/nn_pool.c */
 
 static uint64_t rs = 0x1234567;
