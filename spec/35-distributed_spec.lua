@@ -21,15 +21,7 @@ local nn, data, dist = torch.nn, torch.utils.data, torch.distributed
 local q = H.shquote
 local PYTHON = "/usr/bin/python3"
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
-local ROOT = os.getenv("MT_SOURCE_DIR") or sh_read("pwd"):gsub("\n$", "")
-local BIN = os.getenv("MT_BINARY_DIR") or ROOT .. "/build"
+local sh_read, ROOT, BIN = H.sh_read, H.ROOT, H.BIN
 -- Absolute, as the scripts run in temporary directories.
 local LUA_PATH = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"
 local LUA_CPATH = BIN .. "/?.so;;"

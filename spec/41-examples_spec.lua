@@ -8,15 +8,7 @@ local torch = H.torch
 
 local q = H.shquote
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local s = p:read("a")
-  p:close()
-  return s
-end
-
-local ROOT = os.getenv("MT_SOURCE_DIR") or sh_read("pwd"):gsub("\n$", "")
-local BIN = os.getenv("MT_BINARY_DIR") or ROOT .. "/build"
+local sh_read, ROOT, BIN = H.sh_read, H.ROOT, H.BIN
 local RUNNER = BIN .. "/bin/moontorch-run"
 
 local function exists(path)

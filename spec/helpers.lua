@@ -168,6 +168,19 @@ function H.sh(cmd)
   return ok, out, how, code
 end
 
+-- A shell command's whole standard output.
+function H.sh_read(cmd)
+  local p = assert(io.popen(cmd))
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+-- The source tree and the build directory (tools/run-tests.sh sets both, absolute; run by hand
+-- from the source tree, the defaults are the working directory and its build/).
+H.ROOT = os.getenv("MT_SOURCE_DIR") or H.sh_read("pwd"):gsub("\n$", "")
+H.BIN = os.getenv("MT_BINARY_DIR") or H.ROOT .. "/build"
+
 -- A fresh directory /tmp/moontorch-<tag>.XXXXXX.
 function H.mktemp_dir(tag)
   local ok, out = H.sh("mktemp -d /tmp/moontorch-" .. tag .. ".XXXXXX")
